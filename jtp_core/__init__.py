@@ -1,0 +1,40 @@
+"""JTP tagger core: RedRocket's JTP e621 taggers, independent of any host application.
+
+The few calls every front end uses::
+
+    tagger = load_tagger("JTP_PILOT")                 # resolve, download if missing, load
+    probs = tagger.predict_pils(images)               # or predict_image_tensor(IMAGE, MASK)
+    results = tag_results(probs, tagger.tags, TagOptions(threshold=0.3))
+"""
+
+from .errors import CheckpointError, DownloadError, ImageError, JTPError, ModelNotFoundError
+from .files import ModelFiles, available_models, default_models_dir, resolve_model
+from .known_models import DEFAULT_MODEL, KNOWN_MODELS, ModelSpec
+from .postprocess import TagOptions, TagResult, parse_tag_list, tag_result, tag_results
+from .preprocess import preprocess_image_tensor, preprocess_pil
+from .tagger import Tagger, load_tagger, load_tagger_from_files
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "KNOWN_MODELS",
+    "CheckpointError",
+    "DownloadError",
+    "ImageError",
+    "JTPError",
+    "ModelFiles",
+    "ModelNotFoundError",
+    "ModelSpec",
+    "TagOptions",
+    "TagResult",
+    "Tagger",
+    "available_models",
+    "default_models_dir",
+    "load_tagger",
+    "load_tagger_from_files",
+    "parse_tag_list",
+    "preprocess_image_tensor",
+    "preprocess_pil",
+    "resolve_model",
+    "tag_result",
+    "tag_results",
+]

@@ -1,0 +1,109 @@
+"""Command line: ``python -m jtp_core tag IMAGE_OR_DIR...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .devices import DEVICES, PRECISIONS
+from .errors import JTPError
+from .known_models import DEFAULT_MODEL
+from .postprocess import ORDERS, TagOptions, parse_tag_list, tag_result
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", default=DEFAULT_MODEL, help="model name or folder (default %(default)s)")
+    group.add_argument("--models-dir", type=Path, action="append", help="where model folders live (repeatable)")
+    group.add_argument("--device", default="auto", choices=DEVICES)
+    group.add_argument("--precision", default="auto", choices=PRECISIONS)
+    group.add_argument("--batch-size", type=int, default=None, help="images per forward pass")
+    group.add_argument("--offline", action="store_true", help="never download; fail if the files are missing")
+
+
+def add_format_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("tag selection and formatting")
+    defaults = TagOptions()
+    group.add_argument("--threshold", type=float, default=defaults.threshold, help="keep scores above this")
+    group.add_argument("--max-tags", type=int, default=defaults.max_tags, help="0 = no limit")
+    group.add_argument("--exclude", default="", help="comma-separated tags to drop; * wildcards allowed")
+    group.add_argument("--trigger", default="", help="comma-separated words written first")
+    group.add_argument("--keep-underscores", action="store_true", help="write tags as e621 spells them")
+    group.add_argument("--no-escape", action="store_true", help="do not escape parentheses")
+    group.add_argument("--weighted", action="store_true", help="write (tag:score)")
+    group.add_argument("--order", default=defaults.order, choices=ORDERS)
+    group.add_argument("--separator", default=defaults.separator)
+
+
+def options_from_args(args: argparse.Namespace) -> TagOptions:
+    return TagOptions(
+        threshold=args.threshold,
+        max_tags=args.max_tags,
+        exclude=parse_tag_list(args.exclude),
+        trigger_words=parse_tag_list(args.trigger),
+        replace_underscores=not args.keep_underscores,
+        escape_parentheses=not args.no_escape,
+        weighted=args.weighted,
+        order=args.order,
+        separator=args.separator,
+    )
+
+
+def tagger_from_args(args: argparse.Namespace):
+    from .tagger import load_tagger  # deferred: keeps --help fast
+
+    return load_tagger(
+        args.model, device=args.device, precision=args.precision, models_dirs=args.models_dir, download=not args.offline
+    )
+
+
+def run_tag(args: argparse.Namespace) -> int:
+    from .batch import tag_files
+    from .images import iter_image_files
+
+    options = options_from_args(args)
+    paths = list(iter_image_files(args.images, recursive=args.recursive))
+    if not paths:
+        raise JTPError("no images found in " + ", ".join(args.images))
+    tagger = tagger_from_args(args)
+    failures = 0
+    for result in tag_files(tagger, paths, batch_size=args.batch_size):
+        if result.error is not None:
+            failures += 1
+            print(f"error: {result.error}", file=sys.stderr)
+            continue
+        tagged = tag_result(result.probs, tagger.tags, options)
+        if args.json:
+            print(json.dumps({"path": str(result.path), "tags": tagged.text, "scores": tagged.scores}), flush=True)
+        elif len(paths) == 1:
+            print(tagged.text, flush=True)
+        else:
+            print(f"{result.path}\t{tagged.text}", flush=True)
+    return 1 if failures else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m jtp_core", description="RedRocket JTP e621 image tagger")
+    commands = parser.add_subparsers(dest="command", required=True)
+    tag = commands.add_parser("tag", help="print the tags of images")
+    tag.add_argument("images", nargs="+", help="image files or folders")
+    tag.add_argument("--recursive", action="store_true", help="look into subfolders of folders")
+    tag.add_argument("--json", action="store_true", help="one JSON object per image: path, tags, scores")
+    add_model_arguments(tag)
+    add_format_arguments(tag)
+    tag.set_defaults(run=run_tag)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (JTPError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,163 @@
+"""Where model files live, how a name or folder resolves to them, and downloading what is missing.
+
+A model folder holds one ``.safetensors`` file and its ``tags.json``. Known models live in
+``<models dir>/<model name>/``; the first models dir is where downloads go.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DownloadError, ModelNotFoundError
+from .known_models import KNOWN_MODELS, ModelSpec
+
+MODELS_DIR_ENV = "JTP_MODELS_DIR"
+WEIGHT_SUFFIXES = (".safetensors", ".sft")
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    name: str
+    weights: Path
+    tags: Path
+
+
+def default_models_dir() -> Path:
+    """``$JTP_MODELS_DIR``; else the host's ``models/jtp`` when this pack sits in ComfyUI's
+    ``custom_nodes/`` or the WebUI's ``extensions/``; else ``~/.cache/jtp-tagger/models``."""
+    if os.environ.get(MODELS_DIR_ENV):
+        return Path(os.environ[MODELS_DIR_ENV]).expanduser()
+    pack_dir = Path(__file__).resolve().parent.parent
+    if pack_dir.parent.name in ("custom_nodes", "extensions") and (pack_dir.parent.parent / "models").is_dir():
+        return pack_dir.parent.parent / "models" / "jtp"
+    return Path.home() / ".cache" / "jtp-tagger" / "models"
+
+
+def find_model_files(folder: Path, name: str | None = None) -> ModelFiles | None:
+    """The weights and tags.json in ``folder``, or None when either is absent.
+
+    A folder with several weight files is ambiguous and gets an error rather than a guess.
+    """
+    folder = Path(folder)
+    tags = folder / "tags.json"
+    if not folder.is_dir() or not tags.is_file():
+        return None
+    weights = sorted(path for path in folder.iterdir() if path.suffix.lower() in WEIGHT_SUFFIXES and path.is_file())
+    if not weights:
+        return None
+    spec = KNOWN_MODELS.get(name or folder.name)
+    preferred = [path for path in weights if spec is not None and path.name == spec.weights_file]
+    if preferred:
+        weights = preferred
+    if len(weights) > 1:
+        names = ", ".join(path.name for path in weights)
+        raise ModelNotFoundError(f"{folder} holds several weight files ({names}); keep one per model folder")
+    return ModelFiles(name=name or folder.name, weights=weights[0], tags=tags)
+
+
+def list_local_models(models_dirs: list[Path]) -> dict[str, ModelFiles]:
+    """Model folders present in the models dirs, by folder name (the first dir wins on a clash)."""
+    found: dict[str, ModelFiles] = {}
+    for models_dir in models_dirs:
+        if not Path(models_dir).is_dir():
+            continue
+        for folder in sorted(Path(models_dir).iterdir()):
+            if folder.name.startswith(".") or folder.name in found:
+                continue
+            try:
+                files = find_model_files(folder)
+            except ModelNotFoundError:
+                continue
+            if files is not None:
+                found[folder.name] = files
+    return found
+
+
+def available_models(models_dirs: list[Path]) -> list[str]:
+    """Known models (downloadable) followed by other model folders found on disk."""
+    local = list_local_models(models_dirs)
+    return list(KNOWN_MODELS) + sorted(name for name in local if name not in KNOWN_MODELS)
+
+
+def resolve_model(
+    model: str | Path,
+    models_dirs: list[Path] | None = None,
+    download: bool = True,
+) -> ModelFiles:
+    """A model name, model folder, or weights file → files on disk, downloading a known model if needed.
+
+    With the files present nothing touches the network.
+    """
+    models_dirs = [Path(path) for path in (models_dirs or [default_models_dir()])]
+    path = Path(model).expanduser()
+    if path.exists():
+        return _files_at_path(path)
+    name = str(model)
+    for models_dir in models_dirs:
+        files = find_model_files(models_dir / name, name)
+        if files is not None:
+            return files
+    spec = KNOWN_MODELS.get(name)
+    if spec is None:
+        choices = ", ".join(available_models(models_dirs))
+        raise ModelNotFoundError(f"unknown model {name!r}: not a folder, and not one of: {choices}")
+    if not download:
+        raise ModelNotFoundError(
+            f"{name} is not downloaded; put {spec.weights_file} and {spec.tags_file} in {models_dirs[0] / name}"
+        )
+    return download_model(spec, models_dirs[0])
+
+
+def download_model(spec: ModelSpec, models_dir: Path) -> ModelFiles:
+    """Fetch a known model's missing files into ``<models_dir>/<name>/`` with huggingface_hub.
+
+    huggingface_hub writes to a temporary file and renames it when complete, and honours ``HF_ENDPOINT``,
+    ``HF_HUB_OFFLINE``, ``HF_TOKEN`` and its progress-bar settings; a failed download leaves no file that
+    could later be taken for the model.
+    """
+    from huggingface_hub import hf_hub_download  # deferred: only needed when something is missing
+
+    folder = Path(models_dir) / spec.name
+    for repo_path, file_name in zip(spec.repo_paths, (spec.weights_file, spec.tags_file), strict=True):
+        target = folder / file_name
+        if target.is_file():
+            continue
+        try:
+            fetched = Path(
+                hf_hub_download(spec.repo_id, repo_path, revision=spec.revision, local_dir=folder)
+            )
+        except Exception as error:  # huggingface_hub and its HTTP client raise many kinds; all mean "not fetched"
+            raise DownloadError(
+                f"could not download {spec.repo_id}/{repo_path} into {folder}: {error}. Without network access, "
+                f"put {spec.weights_file} and {spec.tags_file} in {folder} by hand."
+            ) from error
+        if fetched.resolve() != target.resolve():
+            os.replace(fetched, target)  # the repo's subfolder is flattened into the model folder
+    _remove_empty_dirs(folder / spec.subfolder, stop=folder)
+    files = find_model_files(folder, spec.name)
+    if files is None:  # pragma: no cover - the loop above guarantees both files
+        raise DownloadError(f"{folder} is incomplete after the download")
+    return files
+
+
+def _files_at_path(path: Path) -> ModelFiles:
+    if path.is_dir():
+        files = find_model_files(path)
+        if files is None:
+            raise ModelNotFoundError(f"{path} needs one .safetensors weights file and a tags.json beside it")
+        return files
+    if path.suffix.lower() not in WEIGHT_SUFFIXES:
+        raise ModelNotFoundError(f"{path}: weights must be a .safetensors file (pickled checkpoints are not loaded)")
+    tags = path.parent / "tags.json"
+    if not tags.is_file():
+        raise ModelNotFoundError(f"no tags.json beside {path}")
+    return ModelFiles(name=path.parent.name, weights=path, tags=tags)
+
+
+def _remove_empty_dirs(path: Path, stop: Path) -> None:
+    while path != stop and path.is_dir() and not any(path.iterdir()):
+        shutil.rmtree(path)
+        path = path.parent

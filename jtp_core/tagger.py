@@ -1,0 +1,133 @@
+"""Batched inference: a loaded JTP model plus its tags, reused across calls until unloaded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import nn
+
+from .checkpoint import load_model
+from .devices import default_batch_size, pick_device, pick_dtype
+from .files import ModelFiles, resolve_model
+from .preprocess import preprocess_image_tensor, preprocess_pils
+
+# Called after each chunk with (images done, images in all); may raise to cancel between chunks.
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class Tagger:
+    model: nn.Module
+    tags: list[str]
+    variant: str
+    name: str = ""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def input_size(self) -> int:
+        return self.model.patch_embed.img_size[0]
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Tagger:
+        self.model.to(device=device, dtype=dtype)
+        return self
+
+    def predict(
+        self,
+        pixels: torch.Tensor,
+        batch_size: int | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> torch.Tensor:
+        """Model inputs [N,3,S,S] → probabilities [N, num_tags] (float32, on the CPU), chunk by chunk."""
+        batch_size = batch_size or default_batch_size(self.device)
+        chunks = (pixels[start : start + batch_size] for start in range(0, len(pixels), batch_size))
+        return self._run(chunks, len(pixels), on_progress)
+
+    def predict_pils(
+        self,
+        images: Iterable[Image.Image],
+        batch_size: int | None = None,
+        on_progress: ProgressCallback | None = None,
+        total: int | None = None,
+    ) -> torch.Tensor:
+        """PIL images → probabilities; each chunk is preprocessed just before its forward pass."""
+        batch_size = batch_size or default_batch_size(self.device)
+        size = self.input_size
+        chunks = (preprocess_pils(chunk, size) for chunk in _chunked(images, batch_size))
+        return self._run(chunks, total, on_progress)
+
+    def predict_image_tensor(
+        self,
+        images: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        batch_size: int | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> torch.Tensor:
+        """ComfyUI IMAGE [B,H,W,C] (+ MASK) → probabilities [B, num_tags]."""
+        batch_size = batch_size or default_batch_size(self.device)
+        masks = _split_mask(mask, len(images), batch_size)
+        chunks = (
+            preprocess_image_tensor(images[start : start + batch_size], next(masks), self.input_size)
+            for start in range(0, len(images), batch_size)
+        )
+        return self._run(chunks, len(images), on_progress)
+
+    def _run(
+        self, chunks: Iterable[torch.Tensor], total: int | None, on_progress: ProgressCallback | None
+    ) -> torch.Tensor:
+        device, dtype = self.device, self.dtype
+        outputs, done = [], 0
+        with torch.inference_mode():
+            for chunk in chunks:
+                probs = self.model(chunk.to(device=device, dtype=dtype, non_blocking=True))
+                outputs.append(probs.float().cpu())
+                done += len(chunk)
+                if on_progress is not None:
+                    on_progress(done, total if total is not None else done)
+        if not outputs:
+            return torch.empty(0, len(self.tags))
+        return torch.cat(outputs)
+
+
+def load_tagger(
+    model: str | Path = "JTP_PILOT",
+    device: str | torch.device = "auto",
+    precision: str = "auto",
+    models_dirs: list[Path] | None = None,
+    download: bool = True,
+) -> Tagger:
+    """Resolve (and if needed download) a model by name or folder, and load it onto a device."""
+    files = resolve_model(model, models_dirs=models_dirs, download=download)
+    return load_tagger_from_files(files, device=device, precision=precision)
+
+
+def load_tagger_from_files(files: ModelFiles, device: str | torch.device = "auto", precision: str = "auto") -> Tagger:
+    target = pick_device(device)
+    loaded = load_model(files.weights, files.tags, device=target, dtype=pick_dtype(precision, target))
+    return Tagger(model=loaded.model, tags=loaded.tags, variant=loaded.variant, name=files.name)
+
+
+def _chunked(items: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _split_mask(mask: torch.Tensor | None, batch: int, batch_size: int) -> Iterator[torch.Tensor | None]:
+    """Yield the part of ``mask`` that goes with each chunk (a single mask is shared by every chunk)."""
+    for start in range(0, batch, batch_size):
+        if mask is None or mask.ndim == 2 or mask.shape[0] == 1:
+            yield mask
+        else:
+            yield mask[start : start + batch_size]

@@ -1,0 +1,81 @@
+"""The ComfyUI side of the pack: model folders, memory management, progress and Cancel.
+
+ComfyUI modules are imported inside functions, so the node classes can be imported (and tested) with a
+stand-in for ComfyUI.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..jtp_core import Tagger, load_tagger
+from ..jtp_core.devices import pick_device, pick_dtype
+
+FOLDER_NAME = "jtp"
+
+
+def model_dirs() -> list[Path]:
+    """The ``jtp`` model folders; the first is where downloads go.
+
+    ``models/jtp`` joins any ``jtp:`` entries of extra_model_paths.yaml, which stay first. Registered on
+    first use rather than at import, so importing the pack has no side effects.
+    """
+    import folder_paths
+
+    default = os.path.join(folder_paths.models_dir, FOLDER_NAME)
+    folder_paths.add_model_folder_path(FOLDER_NAME, default)  # no-op when already registered
+    return [Path(path) for path in folder_paths.get_folder_paths(FOLDER_NAME)]
+
+
+@dataclass
+class JTPModel:
+    """What flows along a ``JTP_MODEL`` wire: the tagger, under ComfyUI's memory management."""
+
+    tagger: Tagger
+    patcher: Any  # comfy.model_patcher.ModelPatcher
+
+    def ready(self) -> Tagger:
+        """Put the model on its device (ComfyUI may have offloaded it to make room) and return the tagger."""
+        import comfy.model_management
+
+        comfy.model_management.load_models_gpu([self.patcher])
+        return self.tagger
+
+
+def load_jtp_model(model: str, device: str, precision: str) -> JTPModel:
+    import comfy.model_management
+    import comfy.model_patcher
+
+    if device == "auto":
+        load_device = comfy.model_management.get_torch_device()
+        offload_device = comfy.model_management.unet_offload_device()
+    else:
+        load_device = offload_device = pick_device(device)
+    dtype = pick_dtype(precision, torch.device(load_device))
+    # load onto the offload device in the final precision; ComfyUI moves it to the GPU when it is used
+    tagger = load_tagger(model, device=offload_device, precision=_precision_name(dtype), models_dirs=model_dirs())
+    patcher = comfy.model_patcher.ModelPatcher(tagger.model, load_device=load_device, offload_device=offload_device)
+    return JTPModel(tagger=tagger, patcher=patcher)
+
+
+def progress_reporter(total: int):
+    """A core progress callback that moves ComfyUI's progress bar and honours Cancel between chunks."""
+    import comfy.model_management
+    import comfy.utils
+
+    bar = comfy.utils.ProgressBar(total)
+
+    def on_progress(done: int, _total: int) -> None:
+        bar.update_absolute(done, total)
+        comfy.model_management.throw_exception_if_processing_interrupted()
+
+    return on_progress
+
+
+def _precision_name(dtype: torch.dtype) -> str:
+    return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]

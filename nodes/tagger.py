@@ -1,0 +1,53 @@
+"""JTP Tagger node."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from ..jtp_core import tag_results
+from .comfy_host import JTPModel, progress_reporter
+from .inputs import CATEGORY, JTP_MODEL, batch_size_input, format_inputs, tag_options
+
+
+class JTPTagger:
+    DESCRIPTION = "Tags images with a JTP model; outputs one prompt string per image and the scores as JSON."
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("STRING", "STRING")
+    RETURN_NAMES = ("tags", "scores")
+    OUTPUT_IS_LIST = (True, True)
+    OUTPUT_TOOLTIPS = (
+        "One tag string per image of the batch.",
+        "One JSON object per image: {tag: score} for the kept tags, e621 spelling.",
+    )
+    FUNCTION = "tag"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "jtp_model": (JTP_MODEL, {"tooltip": "From JTP Model Loader."}),
+                "image": ("IMAGE", {"tooltip": "One image or a batch; every image is tagged."}),
+                **format_inputs(),
+                "batch_size": batch_size_input(),
+            },
+            "optional": {
+                "mask": ("MASK", {
+                    "tooltip": "Transparency (LoadImage's MASK: 1 = transparent). Transparent parts are seen "
+                               "as gray, as in the reference app.",
+                }),
+            },
+        }
+
+    def tag(
+        self, jtp_model: JTPModel, image: torch.Tensor, batch_size: int, mask: torch.Tensor | None = None, **widgets
+    ):
+        tagger = jtp_model.ready()
+        probs = tagger.predict_image_tensor(
+            image, mask, batch_size=batch_size or None, on_progress=progress_reporter(len(image))
+        )
+        results = tag_results(probs, tagger.tags, tag_options(**widgets))
+        texts = [result.text for result in results]
+        scores = [json.dumps(result.scores) for result in results]
+        return {"ui": {"text": texts}, "result": (texts, scores)}
