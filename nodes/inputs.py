@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from ..jtp_core import TagOptions, parse_tag_list
 from ..jtp_core.postprocess import ORDERS
 
 JTP_MODEL = "JTP_MODEL"
+# A JTP_TAG_OPTIONS wire carries a dict of TagOptions fields that override the node's own widgets.
+JTP_TAG_OPTIONS = "JTP_TAG_OPTIONS"
 CATEGORY = "image/tagging"
 _DEFAULTS = TagOptions()
 
@@ -57,9 +60,13 @@ def format_inputs() -> dict[str, tuple[str, dict[str, Any]]]:
     }
 
 
-def tag_options(**widgets: Any) -> TagOptions:
-    """TagOptions from the values of the widgets of ``format_inputs`` (other keyword arguments ignored)."""
-    return TagOptions(
+def tag_options_input() -> tuple[str, dict[str, Any]]:
+    return (JTP_TAG_OPTIONS, {"tooltip": "More tag options (from JTP Tag Options); they override this node's."})
+
+
+def tag_options(overrides: dict[str, Any] | None = None, **widgets: Any) -> TagOptions:
+    """TagOptions from the widgets of ``format_inputs`` (other keyword arguments ignored), then ``overrides``."""
+    options = TagOptions(
         threshold=widgets["threshold"],
         max_tags=widgets["max_tags"],
         exclude=parse_tag_list(widgets["exclude_tags"]),
@@ -70,6 +77,7 @@ def tag_options(**widgets: Any) -> TagOptions:
         order=widgets["order"],
         separator=widgets["separator"],
     )
+    return dataclasses.replace(options, **overrides) if overrides else options
 
 
 def batch_size_input() -> tuple[str, dict[str, Any]]:

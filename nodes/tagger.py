@@ -8,7 +8,8 @@ import torch
 
 from ..jtp_core import tag_results
 from .comfy_host import JTPModel, progress_reporter
-from .inputs import CATEGORY, JTP_MODEL, batch_size_input, format_inputs, tag_options
+from .inputs import CATEGORY, JTP_MODEL, batch_size_input, format_inputs, tag_options_input
+from .inputs import tag_options as _tag_options
 
 
 class JTPTagger:
@@ -37,17 +38,24 @@ class JTPTagger:
                     "tooltip": "Transparency (LoadImage's MASK: 1 = transparent). Transparent parts are seen "
                                "as gray, as in the reference app.",
                 }),
+                "tag_options": tag_options_input(),
             },
         }
 
     def tag(
-        self, jtp_model: JTPModel, image: torch.Tensor, batch_size: int, mask: torch.Tensor | None = None, **widgets
+        self,
+        jtp_model: JTPModel,
+        image: torch.Tensor,
+        batch_size: int,
+        mask: torch.Tensor | None = None,
+        tag_options: dict | None = None,
+        **widgets,
     ):
         tagger = jtp_model.ready()
         probs = tagger.predict_image_tensor(
             image, mask, batch_size=batch_size or None, on_progress=progress_reporter(len(image))
         )
-        results = tag_results(probs, tagger.tags, tag_options(**widgets))
+        results = tag_results(probs, tagger.tags, _tag_options(tag_options, **widgets))
         texts = [result.text for result in results]
         scores = [json.dumps(result.scores) for result in results]
         return {"ui": {"text": texts}, "result": (texts, scores)}
