@@ -19,3 +19,11 @@ class DownloadError(JTPError):
 
 class ImageError(JTPError):
     """An image could not be read or has a shape the tagger cannot use."""
+
+
+class TagTableError(JTPError):
+    """A tag table (CSV of tag, category, implications) is missing or malformed."""
+
+
+class UnknownTagError(JTPError):
+    """A tag asked for by name is not in the model's vocabulary (the message lists close matches)."""

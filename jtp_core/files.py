@@ -11,8 +11,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DownloadError, ModelNotFoundError
-from .known_models import KNOWN_MODELS, ModelSpec
+from .errors import DownloadError, ModelNotFoundError, TagTableError
+from .known_models import KNOWN_MODELS, KNOWN_TAG_TABLES, ModelSpec, TagTableSpec
 
 MODELS_DIR_ENV = "JTP_MODELS_DIR"
 WEIGHT_SUFFIXES = (".safetensors", ".sft")
@@ -111,36 +111,40 @@ def resolve_model(
     return download_model(spec, models_dirs[0])
 
 
-def download_model(spec: ModelSpec, models_dir: Path) -> ModelFiles:
+def download_model(spec: ModelSpec, models_dir: Path, endpoint: str | None = None) -> ModelFiles:
     """Fetch a known model's missing files into ``<models_dir>/<name>/`` with huggingface_hub.
 
     huggingface_hub writes to a temporary file and renames it when complete, and honours ``HF_ENDPOINT``,
     ``HF_HUB_OFFLINE``, ``HF_TOKEN`` and its progress-bar settings; a failed download leaves no file that
-    could later be taken for the model.
+    could later be taken for the model. ``endpoint`` overrides ``HF_ENDPOINT`` (a mirror, or a test hub).
     """
-    from huggingface_hub import hf_hub_download  # deferred: only needed when something is missing
-
     folder = Path(models_dir) / spec.name
-    for repo_path, file_name in zip(spec.repo_paths, (spec.weights_file, spec.tags_file), strict=True):
-        target = folder / file_name
-        if target.is_file():
-            continue
-        try:
-            fetched = Path(
-                hf_hub_download(spec.repo_id, repo_path, revision=spec.revision, local_dir=folder)
-            )
-        except Exception as error:  # huggingface_hub and its HTTP client raise many kinds; all mean "not fetched"
-            raise DownloadError(
-                f"could not download {spec.repo_id}/{repo_path} into {folder}: {error}. Without network access, "
-                f"put {spec.weights_file} and {spec.tags_file} in {folder} by hand."
-            ) from error
-        if fetched.resolve() != target.resolve():
-            os.replace(fetched, target)  # the repo's subfolder is flattened into the model folder
-    _remove_empty_dirs(folder / spec.subfolder, stop=folder)
+    try:
+        for repo_path, file_name in zip(spec.repo_paths, (spec.weights_file, spec.tags_file), strict=True):
+            if not (folder / file_name).is_file():
+                _download_file(spec, repo_path, folder / file_name, endpoint)
+    finally:
+        _remove_empty_dirs(folder / spec.subfolder, stop=folder)
     files = find_model_files(folder, spec.name)
     if files is None:  # pragma: no cover - the loop above guarantees both files
         raise DownloadError(f"{folder} is incomplete after the download")
     return files
+
+
+def _download_file(spec: ModelSpec, repo_path: str, target: Path, endpoint: str | None) -> None:
+    from huggingface_hub import hf_hub_download  # deferred: only needed when something is missing
+
+    try:
+        fetched = Path(
+            hf_hub_download(spec.repo_id, repo_path, revision=spec.revision, local_dir=target.parent, endpoint=endpoint)
+        )
+    except Exception as error:  # huggingface_hub and its HTTP client raise many kinds; all mean "not fetched"
+        raise DownloadError(
+            f"could not download {spec.repo_id}/{repo_path} into {target.parent}: {error}. Without network "
+            f"access, put {spec.weights_file} and {spec.tags_file} in {target.parent} by hand."
+        ) from error
+    if fetched.resolve() != target.resolve():
+        os.replace(fetched, target)  # the repo's subfolder is flattened into the model folder
 
 
 def _files_at_path(path: Path) -> ModelFiles:
@@ -161,3 +165,54 @@ def _remove_empty_dirs(path: Path, stop: Path) -> None:
     while path != stop and path.is_dir() and not any(path.iterdir()):
         shutil.rmtree(path)
         path = path.parent
+
+
+def list_tag_tables(models_dirs: list[Path]) -> list[str]:
+    """Known tag tables (downloadable) followed by other ``.csv`` files found in the models dirs."""
+    local = {path.name for models_dir in models_dirs for path in Path(models_dir).glob("*.csv") if path.is_file()}
+    return list(KNOWN_TAG_TABLES) + sorted(local - set(KNOWN_TAG_TABLES))
+
+
+def resolve_tag_table(table: str | Path, models_dirs: list[Path] | None = None, download: bool = True) -> Path:
+    """A tag table CSV path, or the name of one in a models dir (a known one is downloaded there if missing).
+
+    With the file present nothing touches the network.
+    """
+    models_dirs = [Path(path) for path in (models_dirs or [default_models_dir()])]
+    path = Path(table).expanduser()
+    if path.is_file():
+        return path
+    name = str(table)
+    for models_dir in models_dirs:
+        if (models_dir / name).is_file():
+            return models_dir / name
+    spec = KNOWN_TAG_TABLES.get(name)
+    if spec is None:
+        choices = ", ".join(list_tag_tables(models_dirs))
+        raise TagTableError(f"tag table {name!r} is not a file, and not one of: {choices}")
+    if not download:
+        raise TagTableError(
+            f"{name} is not downloaded; put it in {models_dirs[0]} (from {spec.repo_id}, {spec.repo_path})"
+        )
+    return download_tag_table(spec, models_dirs[0])
+
+
+def download_tag_table(spec: TagTableSpec, models_dir: Path, endpoint: str | None = None) -> Path:
+    """Fetch a known tag table into ``<models_dir>/<name>`` with huggingface_hub (same settings as models)."""
+    from huggingface_hub import hf_hub_download  # deferred: only needed when something is missing
+
+    target = Path(models_dir) / spec.name
+    staging = Path(models_dir) / ".tag-table-download"  # hidden, so a half download is never listed
+    try:
+        fetched = hf_hub_download(
+            spec.repo_id, spec.repo_path, revision=spec.revision, local_dir=staging, endpoint=endpoint
+        )
+        os.replace(fetched, target)
+    except Exception as error:  # huggingface_hub and its HTTP client raise many kinds; all mean "not fetched"
+        raise DownloadError(
+            f"could not download {spec.repo_id}/{spec.repo_path} into {target}: {error}. Without network access, "
+            f"put {spec.name} in {models_dir} by hand."
+        ) from error
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

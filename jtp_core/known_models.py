@@ -47,3 +47,24 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
 }
 
 DEFAULT_MODEL = "JTP_PILOT"
+
+
+@dataclass(frozen=True)
+class TagTableSpec:
+    """A tag table CSV (tag, category, implications) fetched like a model file, kept as ``<models dir>/<name>``."""
+
+    name: str  # the file name in the models dir, also what users pick
+    repo_id: str
+    repo_path: str
+    revision: str = "main"
+
+
+# JTP-3's table covers 6,155 of PILOT's 9,083 tags; its categories and implications apply to PILOT output too
+KNOWN_TAG_TABLES: dict[str, TagTableSpec] = {
+    spec.name: spec
+    for spec in (
+        TagTableSpec(name="jtp-3-hydra-tags.csv", repo_id="RedRocket/JTP-3", repo_path="data/jtp-3-hydra-tags.csv"),
+    )
+}
+
+DEFAULT_TAG_TABLE = "jtp-3-hydra-tags.csv"

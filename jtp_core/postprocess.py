@@ -7,10 +7,13 @@ as spaces) plus the parenthesis escaping Stable Diffusion front ends expect.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
+
+from .tag_knowledge import TagKnowledge, normalized_fields
+from .tag_table import TagTable
 
 ORDERS = ("score", "alphabetical")
 
@@ -26,12 +29,23 @@ class TagOptions:
     weighted: bool = False  # "(tag:0.93)" instead of "tag"
     order: str = "score"
     separator: str = ", "
+    # e621 tag knowledge (see tag_knowledge.py); all of it needs tag_table, and none of it changes the output
+    # while left at these defaults
+    tag_table: TagTable | None = None  # categories and implications, from tag_table.load_tag_table
+    implications: str = "off"  # "remove": drop tags a kept, more specific tag implies; "add": complete chains
+    exclude_categories: tuple[str, ...] = ()  # category names: general, species, character, meta, ...
+    category_thresholds: Mapping[str, float] = field(default_factory=dict)  # name → threshold instead of `threshold`
+    category_max: Mapping[str, int] = field(default_factory=dict)  # name → at most this many tags of it
+    group_by_category: bool = False  # categories in category_order, then tag_table.GROUP_ORDER
+    category_order: tuple[str, ...] = ()  # names to put first when grouping (e.g. ("species",))
 
     def __post_init__(self) -> None:
         if self.order not in ORDERS:
             raise ValueError(f"order must be one of {', '.join(ORDERS)}; got {self.order!r}")
         if self.max_tags < 0:
             raise ValueError("max_tags must be 0 (no limit) or more")
+        for name, value in normalized_fields(self).items():
+            object.__setattr__(self, name, value)  # frozen: canonical, hashable forms set once here
 
 
 @dataclass
@@ -61,24 +75,32 @@ def exclusion_matcher(patterns: Sequence[str]) -> re.Pattern[str] | None:
 
 
 def select_tags(probs: torch.Tensor, tags: Sequence[str], options: TagOptions) -> list[tuple[str, float]]:
-    """Tags above the threshold among the top ``max_tags``, minus exclusions, by score (descending)."""
+    """Tags above the threshold among the top ``max_tags``, minus exclusions, by score (descending).
+
+    With a tag table, the tag-knowledge options then apply (implications, categories; see tag_knowledge.py).
+    """
     probs = probs.detach().float().cpu()
     order = torch.argsort(probs, descending=True, stable=True)
     excluded = exclusion_matcher(options.exclude)
     triggers = {normalize_tag(word) for word in options.trigger_words}
+
+    def allowed(tag: str) -> bool:
+        normalized = normalize_tag(tag)
+        return not ((excluded and excluded.fullmatch(normalized)) or normalized in triggers)
+
+    knowledge = TagKnowledge(options)
     selected: list[tuple[str, float]] = []
     for index in order[: options.max_tags or None].tolist():
         score = float(probs[index])
-        if not score > options.threshold:
+        if not score > knowledge.floor:
             break
         tag = tags[index]
-        normalized = normalize_tag(tag)
-        if (excluded and excluded.fullmatch(normalized)) or normalized in triggers:
-            continue
-        selected.append((tag, score))
+        if knowledge.admits(tag, score) and allowed(tag):
+            selected.append((tag, score))
+    selected = knowledge.refine(selected, allowed)
     if options.order == "alphabetical":
         selected.sort(key=lambda item: format_tag(item[0], options))
-    return selected
+    return knowledge.grouped(selected)
 
 
 def format_tag(tag: str, options: TagOptions, score: float | None = None) -> str:

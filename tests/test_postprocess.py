@@ -51,7 +51,8 @@ def test_weighted_form():
 
 
 def test_alphabetical_order_and_separator():
-    assert text(order="alphabetical", separator=",") == r"anthro,blue eyes,female,membrane \(anatomy\),simple background"
+    expected = r"anthro,blue eyes,female,membrane \(anatomy\),simple background"
+    assert text(order="alphabetical", separator=",") == expected
 
 
 def test_scores_table_uses_e621_names_in_output_order():

@@ -1,0 +1,58 @@
+"""Command-line flags for the tag-knowledge options, shared by every subcommand that formats tags."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .known_models import DEFAULT_TAG_TABLE
+from .tag_knowledge import IMPLICATIONS, needs_tag_table, parse_category_values
+from .tag_table import GROUP_ORDER
+
+
+def add_tag_knowledge_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "e621 tag knowledge",
+        "categories and implications from a tag table; the table is only read when one of these is used",
+    )
+    group.add_argument(
+        "--tag-table", default=DEFAULT_TAG_TABLE,
+        help="tag table CSV (tag,category,implications) or the name of one in the models dir; the default is "
+             "downloaded there from RedRocket/JTP-3 on first use (default %(default)s)",
+    )
+    group.add_argument(
+        "--implications", default="off", choices=IMPLICATIONS,
+        help="remove: drop tags implied by a kept, more specific tag (wolf drops canine, mammal); "
+             "add: complete the chains, scored as their implier",
+    )
+    group.add_argument("--exclude-categories", default="", help="comma-separated categories to drop, e.g. meta,species")
+    group.add_argument(
+        "--category-threshold", default="", metavar="CATEGORY=T,...",
+        help="thresholds per category instead of --threshold, e.g. species=0.5,general=0.3",
+    )
+    group.add_argument(
+        "--category-max", default="", metavar="CATEGORY=N,...", help="at most N tags per category, e.g. species=2"
+    )
+    group.add_argument(
+        "--group-by-category", nargs="?", const="", default=None, metavar="CATEGORY,...",
+        help=f"write tags grouped by category: the ones named first, then {','.join(GROUP_ORDER)}",
+    )
+
+
+def tag_knowledge_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """TagOptions fields from the flags above, the tag table loaded only when some option needs it."""
+    fields: dict[str, Any] = {
+        "implications": args.implications,
+        "exclude_categories": args.exclude_categories,
+        "category_thresholds": parse_category_values(args.category_threshold, "--category-threshold", float),
+        "category_max": parse_category_values(args.category_max, "--category-max", int),
+        "group_by_category": args.group_by_category is not None,
+        "category_order": args.group_by_category or "",
+    }
+    if needs_tag_table(fields):
+        from .tag_table import load_tag_table
+
+        fields["tag_table"] = load_tag_table(
+            args.tag_table, getattr(args, "models_dir", None), download=not getattr(args, "offline", False)
+        )
+    return fields
