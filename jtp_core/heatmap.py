@@ -1,0 +1,227 @@
+"""Tag heatmaps: where in an image a tag comes from (Grad-CAM, as in RedRocket's PILOT2 beta demo).
+
+Grad-CAM on the output tokens of the ViT's final ``norm``: the gradient of the tag's probability with respect
+to those tokens, averaged over the tokens, weighs the channels; relu(tokens · weights) is a grid×grid map
+(27×27 for JTP), normalised to [0, 1]. The map is then put back onto each *original* image exactly: the patch
+grid covers the first grid·patch pixels (378) of the 384 padded square, the centre padding of preprocessing
+is undone and the result is resized to the image's own size, in one interpolation.
+
+Only the attention-pool head runs with gradients, in float32 and on a fresh leaf tensor, so this works under
+an outer ``torch.inference_mode()`` (ComfyUI), in half precision, and leaves the shared model untouched
+(no hooks, no ``.grad``, same ``requires_grad`` flags and dtype).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from torch import nn
+
+from .devices import default_batch_size
+from .errors import UnknownTagError
+from .postprocess import normalize_tag, parse_tag_list
+from .preprocess import fit_size, image_tensor_to_pils, preprocess_pils
+from .tagger import ProgressCallback, Tagger
+
+# the parts of a timm ViT that ``forward_head`` uses: these run in float32 with gradients
+HEAD_MODULES = ("attn_pool", "fc_norm", "head_drop", "head")
+_TOP = re.compile(r"top\s*(\d+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class TagQuery:
+    """Which tags to map: ``named`` tag indices, then the ``top`` highest-scoring others of each image."""
+
+    named: tuple[int, ...] = ()
+    top: int = 0
+
+    @property
+    def count(self) -> int:
+        return len(self.named) + self.top
+
+
+@dataclass
+class Heatmap:
+    """One image's heatmaps, one per tag."""
+
+    tags: list[str]  # e621 spelling
+    scores: list[float]  # the model's probability for each tag
+    maps: torch.Tensor  # [T, H, W] float32 in [0, 1], aligned with the original image
+    peaks: list[float]  # each map's raw Grad-CAM maximum before normalising (to compare images)
+
+
+def parse_tag_query(text: str, tags: Sequence[str]) -> TagQuery:
+    """'red hat, blue_eyes, membrane \\(anatomy\\), top 3' → a TagQuery; unknown tags raise UnknownTagError."""
+    lookup = {normalize_tag(tag): index for index, tag in enumerate(tags)}
+    named: list[int] = []
+    top = 0
+    for item in parse_tag_list(text):
+        match = _TOP.fullmatch(item)
+        if match:
+            top += int(match.group(1))
+            continue
+        index = lookup.get(normalize_tag(item))
+        if index is None:
+            raise UnknownTagError(_unknown_tag_message(item, lookup, tags))
+        if index not in named:
+            named.append(index)
+    if not named and not top:
+        raise UnknownTagError("no tags given: name one or more tags (comma-separated) or write 'top N'")
+    return TagQuery(named=tuple(named), top=min(top, len(tags) - len(named)))
+
+
+def _unknown_tag_message(item: str, lookup: dict[str, int], tags: Sequence[str]) -> str:
+    close = difflib.get_close_matches(normalize_tag(item), list(lookup), n=5, cutoff=0.6)
+    message = f"unknown tag {item!r}: the model has no such tag among its {len(tags)}"
+    if close:
+        message += "; close matches: " + ", ".join(tags[lookup[key]] for key in close)
+    return message
+
+
+def pick_tags(query: TagQuery, probs: torch.Tensor) -> torch.Tensor:
+    """Tag indices [B, T] per image: the named ones, then the highest-scoring others."""
+    named = torch.tensor(query.named, dtype=torch.long, device=probs.device).expand(len(probs), -1)
+    if not query.top:
+        return named
+    ranked = probs.detach().clone()
+    ranked[:, list(query.named)] = -1.0  # never pick a named tag twice
+    top = torch.topk(ranked, query.top, dim=1).indices
+    return torch.cat([named, top], dim=1)
+
+
+def grad_cam(
+    model: nn.Module, pixels: torch.Tensor, query: TagQuery
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Model inputs [B,3,S,S] → (tag indices [B,T], probabilities [B,T], raw maps [B,T,grid_h,grid_w]).
+
+    Maps are relu'd Grad-CAM values in float32, not yet normalised. Works on any timm ViT with an
+    attention-pool head (``forward_features`` ends with ``norm``; ``forward_head`` reads its tokens).
+    """
+    parameter = next(model.parameters())
+    grid_h, grid_w = model.patch_embed.grid_size
+    prefix = getattr(model, "num_prefix_tokens", 0)
+    with torch.inference_mode():  # the backbone needs no gradients: no activations kept
+        features = model.forward_features(pixels.to(device=parameter.device, dtype=parameter.dtype))
+    with torch.inference_mode(False), torch.enable_grad():
+        # a fresh float32 leaf that is not an inference tensor: the only thing gradients flow to
+        tokens = features.float().clone().requires_grad_(True)
+        probs = _head_in_fp32(model, tokens)
+        indices = pick_tags(query, probs)
+        patches = tokens.detach()[:, prefix:]
+        maps = []
+        for slot in range(indices.shape[1]):
+            chosen = probs.gather(1, indices[:, slot : slot + 1]).sum()  # images are independent: one pass
+            (grad,) = torch.autograd.grad(chosen, tokens, retain_graph=slot + 1 < indices.shape[1])
+            weights = grad[:, prefix:].mean(dim=1)  # [B, C]: averaged over the patch tokens
+            maps.append(torch.relu(torch.einsum("bnc,bc->bn", patches, weights)))
+        scores = probs.detach().gather(1, indices)
+    cams = torch.stack(maps, dim=1) if maps else patches.new_zeros(len(patches), 0, grid_h * grid_w)
+    return indices.cpu(), scores.cpu(), cams.reshape(len(cams), -1, grid_h, grid_w).cpu()
+
+
+class _HeadOnly(nn.Module):
+    """Calls the wrapped ViT's own ``forward_head``, so the pooling path is timm's, not a copy of it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(tokens)
+
+
+def _head_in_fp32(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """The head on float32 copies of its weights (half-precision gradients underflow over 729 tokens).
+
+    ``functional_call`` swaps the tensors in only for this call. Weights made under inference mode cannot be
+    saved for backward, so those are cloned; float32 weights that are normal tensors are used as they are.
+    """
+    replacements = {}
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if name.split(".")[0] in HEAD_MODULES:
+            copy = tensor.detach().float()
+            replacements[f"model.{name}"] = copy.clone() if copy.is_inference() else copy
+    return torch.func.functional_call(_HeadOnly(model), replacements, (tokens,))
+
+
+def cam_to_image(
+    cams: torch.Tensor, image_size: tuple[int, int], input_size: int, patch_size: tuple[int, int]
+) -> torch.Tensor:
+    """Grid maps [..., gh, gw] → [..., H, W] on the original image, by bilinear interpolation.
+
+    Each original pixel centre is followed through preprocessing (fit to ``input_size``, centre padding) to
+    the padded square, and the map is read there. Pixels beyond the grid (the last 6 rows/columns of the
+    384 square, which no patch sees) get 0: the model has no evidence for them.
+    """
+    height, width = image_size
+    fitted_h, fitted_w = fit_size(height, width, input_size)
+    grid_h, grid_w = cams.shape[-2:]
+    rows = _axis_weights(height, fitted_h, (input_size - fitted_h) // 2, patch_size[0], grid_h)
+    cols = _axis_weights(width, fitted_w, (input_size - fitted_w) // 2, patch_size[1], grid_w)
+    return rows @ cams.float() @ cols.T
+
+
+def _axis_weights(length: int, fitted: int, offset: int, patch: int, grid: int) -> torch.Tensor:
+    """[length, grid] linear-interpolation weights from grid cells to the original pixels along one axis."""
+    # pixel centres, in the padded square's pixels (Pillow's resize maps centres: (i + 0.5) * fitted / length)
+    centres = offset + (torch.arange(length, dtype=torch.float64) + 0.5) * fitted / length
+    position = (centres / patch - 0.5).clamp(0, grid - 1)  # in cells; cell centres at integers
+    low = position.floor().long().clamp(max=max(grid - 2, 0))
+    high = (low + 1).clamp(max=grid - 1)
+    frac = position - low
+    weights = torch.zeros(length, grid, dtype=torch.float64)
+    weights.scatter_add_(1, low[:, None], (1 - frac)[:, None])
+    weights.scatter_add_(1, high[:, None], frac[:, None])
+    weights[centres >= grid * patch] = 0.0  # never seen by any patch
+    return weights.float()
+
+
+def normalize_cams(cams: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw maps [..., gh, gw] → (maps scaled to a maximum of 1, each map's maximum); all-zero maps stay 0."""
+    peaks = cams.amax(dim=(-2, -1))
+    scale = torch.where(peaks > 0, peaks, torch.ones_like(peaks))
+    return cams / scale[..., None, None], peaks
+
+
+def tag_heatmaps(
+    tagger: Tagger,
+    images: Sequence[Image.Image],
+    tags: str | TagQuery,
+    batch_size: int | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> list[Heatmap]:
+    """Heatmaps of ``tags`` (names, or 'top N') for PIL images of any sizes, chunk by chunk."""
+    query = tags if isinstance(tags, TagQuery) else parse_tag_query(tags, tagger.tags)
+    batch_size = batch_size or default_batch_size(tagger.device)
+    model = tagger.model
+    input_size, patch_size = tagger.input_size, tuple(model.patch_embed.patch_size)
+    results: list[Heatmap] = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size]
+        indices, scores, cams = grad_cam(model, preprocess_pils(chunk, input_size), query)
+        cams, peaks = normalize_cams(cams)
+        for image, row, score, cam, peak in zip(chunk, indices, scores, cams, peaks, strict=True):
+            maps = cam_to_image(cam, (image.height, image.width), input_size, patch_size).clamp(0, 1)
+            results.append(Heatmap(
+                tags=[tagger.tags[i] for i in row.tolist()], scores=score.tolist(), maps=maps, peaks=peak.tolist()
+            ))
+        if on_progress is not None:
+            on_progress(len(results), len(images))
+    return results
+
+
+def tag_heatmaps_image_tensor(
+    tagger: Tagger,
+    images: torch.Tensor,
+    mask: torch.Tensor | None,
+    tags: str | TagQuery,
+    batch_size: int | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> list[Heatmap]:
+    """ComfyUI IMAGE [B,H,W,C] (+ MASK as transparency) → one Heatmap per image, maps [T, H, W]."""
+    return tag_heatmaps(tagger, image_tensor_to_pils(images, mask), tags, batch_size, on_progress)

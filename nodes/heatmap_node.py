@@ -1,0 +1,97 @@
+"""JTP Tag Heatmap node: where a tag comes from, as a MASK (for inpainting) and as an overlay IMAGE."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from ..jtp_core import heatmap_render as render
+from ..jtp_core.heatmap import tag_heatmaps_image_tensor
+from .comfy_host import JTPModel, progress_reporter
+from .inputs import CATEGORY, JTP_MODEL, batch_size_input
+
+
+class JTPTagHeatmap:
+    DESCRIPTION = (
+        "Shows where in the image a tag comes from (Grad-CAM, as in RedRocket's demo): a MASK aligned with the "
+        "input image, ready for inpainting, and a colored overlay."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("MASK", "IMAGE", "STRING")
+    RETURN_NAMES = ("mask", "overlay", "scores")
+    OUTPUT_IS_LIST = (False, False, True)
+    OUTPUT_TOOLTIPS = (
+        "One mask per image, the size of the input image: the union of the tags' heat (1 = the tag is here).",
+        "The heat in color over each image.",
+        "One JSON object per image: {tag: score} for the mapped tags, e621 spelling.",
+    )
+    FUNCTION = "heatmap"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "jtp_model": (JTP_MODEL, {"tooltip": "From JTP Model Loader."}),
+                "image": ("IMAGE", {"tooltip": "One image or a batch; each gets its own heatmap."}),
+                "tags": ("STRING", {
+                    "default": "top 1",
+                    "tooltip": "Tags to locate, comma-separated; spaces or underscores, escaped parentheses "
+                               "accepted (e.g. 'red hat, membrane \\(anatomy\\)'). 'top N' adds each image's N "
+                               "highest-scoring tags. The mask is the union of all of them.",
+                }),
+                "threshold": ("FLOAT", {
+                    "default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                    "tooltip": "0 = the mask is the soft heat. Above 0, the mask is 1 where the heat is at least "
+                               "this and 0 elsewhere (try 0.4 for inpainting).",
+                }),
+                "feather": ("INT", {
+                    "default": 0, "min": 0, "max": 256,
+                    "tooltip": "Blur the mask's edges over this many pixels (after the threshold). 0 = sharp.",
+                }),
+                "normalize": (list(render.NORMALIZE_MODES), {
+                    "default": render.NORMALIZE_MODES[0],
+                    "tooltip": "per image: every tag's heat peaks at 1 in every image. per batch: relative to "
+                               "the image of the batch where the tag is strongest, so weak images stay dim.",
+                }),
+                "opacity": ("FLOAT", {
+                    "default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05,
+                    "tooltip": "How strongly the colored heat covers the image in the overlay.",
+                }),
+                "colormap": (list(render.COLORMAPS), {
+                    "default": "jet",
+                    "tooltip": "Colors of the overlay, from no heat to full heat.",
+                }),
+                "batch_size": batch_size_input(),
+            },
+            "optional": {
+                "mask": ("MASK", {
+                    "tooltip": "Transparency (LoadImage's MASK: 1 = transparent), seen as gray as by the tagger. "
+                               "Not the output mask.",
+                }),
+            },
+        }
+
+    def heatmap(
+        self,
+        jtp_model: JTPModel,
+        image: torch.Tensor,
+        tags: str,
+        threshold: float,
+        feather: int,
+        normalize: str,
+        opacity: float,
+        colormap: str,
+        batch_size: int,
+        mask: torch.Tensor | None = None,
+    ):
+        tagger = jtp_model.ready()
+        heatmaps = tag_heatmaps_image_tensor(
+            tagger, image, mask, tags, batch_size=batch_size or None, on_progress=progress_reporter(len(image))
+        )
+        heat = render.combine_heatmaps(heatmaps, normalize)
+        out_mask = render.feather(render.threshold_mask(heat, threshold), feather)
+        shown = render.overlay(image.cpu(), heat, opacity, colormap)
+        scores = [{tag: round(score, 4) for tag, score in zip(h.tags, h.scores, strict=True)} for h in heatmaps]
+        text = [", ".join(f"{tag} {score:.2f}" for tag, score in table.items()) for table in scores]
+        return {"ui": {"text": text}, "result": (out_mask, shown, [json.dumps(table) for table in scores])}
