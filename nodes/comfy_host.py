@@ -37,13 +37,14 @@ class JTPModel:
     """What flows along a ``JTP_MODEL`` wire: the tagger, under ComfyUI's memory management."""
 
     tagger: Tagger
-    patcher: Any  # comfy.model_patcher.ModelPatcher
+    patcher: Any  # comfy.model_patcher.ModelPatcher; None for an int8 model, which stays on the CPU
 
     def ready(self) -> Tagger:
         """Put the model on its device (ComfyUI may have offloaded it to make room) and return the tagger."""
         import comfy.model_management
 
-        comfy.model_management.load_models_gpu([self.patcher])
+        if self.patcher is not None:
+            comfy.model_management.load_models_gpu([self.patcher])
         return self.tagger
 
 
@@ -56,6 +57,13 @@ def load_jtp_model(model: str, device: str, precision: str) -> JTPModel:
         offload_device = comfy.model_management.unet_offload_device()
     else:
         load_device = offload_device = pick_device(device)
+    if precision == "int8":
+        # quantized modules hold packed weights that ComfyUI can neither move nor measure: keep it out of
+        # its memory management, on the CPU where int8 runs
+        if device not in ("auto", "cpu"):
+            raise ValueError(f"precision 'int8' runs on the CPU only; choose device cpu or auto, not {device}")
+        tagger = load_tagger(model, device="cpu", precision="int8", models_dirs=model_dirs())
+        return JTPModel(tagger=tagger, patcher=None)
     dtype = pick_dtype(precision, torch.device(load_device))
     # load onto the offload device in the final precision; ComfyUI moves it to the GPU when it is used
     tagger = load_tagger(model, device=offload_device, precision=_precision_name(dtype), models_dirs=model_dirs())
