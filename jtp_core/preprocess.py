@@ -62,13 +62,11 @@ def image_tensor_to_pils(images: torch.Tensor, mask: torch.Tensor | None = None)
     ComfyUI's IMAGE comes from 8-bit files as value/255, so rounding back to 8 bits is lossless for them
     and lets the tensor path share Pillow's exact LANCZOS with the file path.
     """
-    images = _as_bhwc(images)
-    batch, height, width, channels = images.shape
-    alpha = _alpha_from(images, mask, batch, height, width)
-    rgb = images[..., :3] if channels >= 3 else images[..., :1].expand(-1, -1, -1, 3)
-    rgba = torch.cat([rgb, alpha.unsqueeze(-1)], dim=-1)
-    as_bytes = (rgba.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    return [Image.fromarray(array, mode="RGBA") for array in as_bytes]
+    images = as_image_batch(images).detach().cpu()
+    alpha = alpha_channel(images, mask, torch.device("cpu"))
+    rgba = torch.cat([rgb_channels(images).float(), alpha.unsqueeze(-1)], dim=-1)
+    as_bytes = (rgba.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return [Image.fromarray(array) for array in as_bytes]  # uint8 [H,W,4] is RGBA
 
 
 def preprocess_image_tensor(
@@ -78,7 +76,14 @@ def preprocess_image_tensor(
     return preprocess_pils(image_tensor_to_pils(images, mask), size)
 
 
-def _as_bhwc(images: torch.Tensor) -> torch.Tensor:
+def check_mask_batch(mask: torch.Tensor | None, batch: int) -> None:
+    """A MASK goes with every image (batch 1 or [H,W]) or one per image."""
+    if mask is not None and mask.ndim == 3 and mask.shape[0] not in (1, batch):
+        raise ImageError(f"MASK batch of {mask.shape[0]} does not match IMAGE batch of {batch}")
+
+
+def as_image_batch(images: torch.Tensor) -> torch.Tensor:
+    """An IMAGE tensor as [B,H,W,C] with C in 1, 3, 4, or a clear error."""
     if images.ndim == 3:
         images = images.unsqueeze(0)
     if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
@@ -88,20 +93,25 @@ def _as_bhwc(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
-def _alpha_from(images: torch.Tensor, mask: torch.Tensor | None, batch: int, height: int, width: int) -> torch.Tensor:
-    """Alpha [B,H,W]: 1 − MASK when given (resized to the image, one mask shared by the batch if needed),
-    else the image's own 4th channel, else opaque."""
+def rgb_channels(images: torch.Tensor) -> torch.Tensor:
+    """[B,H,W,3] colour of an IMAGE batch (gray images repeat their one channel)."""
+    return images[..., :3] if images.shape[-1] >= 3 else images[..., :1].expand(-1, -1, -1, 3)
+
+
+def alpha_channel(images: torch.Tensor, mask: torch.Tensor | None, device: torch.device) -> torch.Tensor:
+    """Alpha [B,H,W] on ``device``: 1 − MASK when given (resized to the image, one mask shared by the batch
+    if needed), else the image's own 4th channel, else opaque."""
+    batch, height, width, channels = images.shape
     if mask is None:
-        if images.shape[-1] == 4:
-            return images[..., 3].float().cpu()
-        return torch.ones(batch, height, width)
-    mask = mask.detach().float().cpu()
+        if channels == 4:
+            return images[..., 3].float().to(device)
+        return torch.ones(batch, height, width, device=device)
+    mask = mask.detach().to(device).float()
     if mask.ndim == 2:
         mask = mask.unsqueeze(0)
     if mask.ndim != 3:
         raise ImageError(f"expected a MASK [B,H,W] or [H,W]; got shape {list(mask.shape)}")
-    if mask.shape[0] not in (1, batch):
-        raise ImageError(f"MASK batch of {mask.shape[0]} does not match IMAGE batch of {batch}")
+    check_mask_batch(mask, batch)
     if mask.shape[1:] != (height, width):
         # LoadImage gives a 64x64 zero mask for images without alpha; any other size is stretched to fit
         mask = F.interpolate(mask.unsqueeze(1), size=(height, width), mode="bilinear", align_corners=False)[:, 0]

@@ -23,6 +23,8 @@ class JTPTagger:
         "One JSON object per image: {tag: score} for the kept tags, e621 spelling.",
     )
     FUNCTION = "tag"
+    # It shows its tags on the node, so a graph ending at it is complete (else ComfyUI: "Prompt has no outputs").
+    OUTPUT_NODE = True
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -11,11 +12,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from checkpoints import write_checkpoint  # noqa: E402
 
+# Safety net, set before huggingface_hub is imported: a hub request a test did not mean to make goes to a
+# closed loopback port instead of the internet. Tests that download start their own loopback hub.
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
 
 @pytest.fixture(autouse=True)
-def _no_network(monkeypatch):
-    # no test may reach the hub: downloads in tests go to a loopback stand-in or fail fast
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+def _isolated_models_dir(monkeypatch):
+    # never pick up (or download into) the user's real models folder
     monkeypatch.setenv("JTP_MODELS_DIR", "/nonexistent-jtp-models")
 
 

@@ -44,7 +44,8 @@ def _noise(h, w, channels, seed, dtype=np.uint8, high=256):
 
 
 def _image(array: np.ndarray, mode: str) -> Image.Image:
-    return Image.frombytes(mode, (array.shape[1], array.shape[0]), array.astype(array.dtype.newbyteorder("<")).tobytes())
+    little_endian = array.astype(array.dtype.newbyteorder("<"))  # the byte order Pillow's I;16 expects
+    return Image.frombytes(mode, (array.shape[1], array.shape[0]), little_endian.tobytes())
 
 
 def awkward_images() -> dict[str, Image.Image]:
