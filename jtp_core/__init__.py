@@ -12,6 +12,7 @@ from .files import ModelFiles, available_models, default_models_dir, resolve_mod
 from .known_models import DEFAULT_MODEL, KNOWN_MODELS, ModelSpec
 from .postprocess import TagOptions, TagResult, parse_tag_list, tag_result, tag_results
 from .preprocess import preprocess_image_tensor, preprocess_pil
+from .tag_table import TagTable, load_tag_table, read_tag_table
 from .tagger import Tagger, load_tagger, load_tagger_from_files
 
 __all__ = [
@@ -26,14 +27,17 @@ __all__ = [
     "ModelSpec",
     "TagOptions",
     "TagResult",
+    "TagTable",
     "Tagger",
     "available_models",
     "default_models_dir",
+    "load_tag_table",
     "load_tagger",
     "load_tagger_from_files",
     "parse_tag_list",
     "preprocess_image_tensor",
     "preprocess_pil",
+    "read_tag_table",
     "resolve_model",
     "tag_result",
     "tag_results",

@@ -9,8 +9,7 @@ from pathlib import Path
 import torch
 
 from .errors import ImageError
-from .images import open_image
-from .preprocess import preprocess_pil
+from .fast_jpeg import preprocess_file
 from .tagger import Tagger
 
 
@@ -26,14 +25,17 @@ def tag_files(
     paths: Iterable[Path],
     batch_size: int | None = None,
     on_progress: Callable[[int], None] | None = None,
+    fast_jpeg: bool = False,
 ) -> Iterator[FileResult]:
-    """Yield one result per file, in order; a batch of readable images shares one forward pass."""
+    """Yield one result per file, in order; a batch of readable images shares one forward pass.
+
+    ``fast_jpeg`` decodes JPEGs in draft mode (faster, scores move slightly; see fast_jpeg.py)."""
     batch_size = batch_size or 1
     size = tagger.input_size
     pending: list[tuple[Path, torch.Tensor]] = []
     for path in paths:
         try:
-            pending.append((path, preprocess_pil(open_image(path), size)))
+            pending.append((path, preprocess_file(path, size, fast_jpeg)))
         except ImageError as error:
             yield from _flush(tagger, pending, on_progress)
             pending = []

@@ -12,6 +12,7 @@ from .devices import DEVICES, PRECISIONS
 from .errors import JTPError
 from .known_models import DEFAULT_MODEL
 from .postprocess import ORDERS, TagOptions, parse_tag_list, tag_result
+from .tag_knowledge_args import add_tag_knowledge_arguments, tag_knowledge_from_args
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +20,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--model", default=DEFAULT_MODEL, help="model name or folder (default %(default)s)")
     group.add_argument("--models-dir", type=Path, action="append", help="where model folders live (repeatable)")
     group.add_argument("--device", default="auto", choices=DEVICES)
-    group.add_argument("--precision", default="auto", choices=PRECISIONS)
+    group.add_argument(
+        "--precision", default="auto", choices=PRECISIONS,
+        help="auto = fp32 on the CPU, fp16 on a GPU; int8 (CPU only) is faster, scores move slightly",
+    )
+    group.add_argument("--compile", action="store_true", help="run the model through torch.compile (opt-in)")
     group.add_argument("--batch-size", type=int, default=None, help="images per forward pass")
     group.add_argument("--offline", action="store_true", help="never download; fail if the files are missing")
 
@@ -36,6 +41,7 @@ def add_format_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--weighted", action="store_true", help="write (tag:score)")
     group.add_argument("--order", default=defaults.order, choices=ORDERS)
     group.add_argument("--separator", default=defaults.separator)
+    add_tag_knowledge_arguments(parser)
 
 
 def options_from_args(args: argparse.Namespace) -> TagOptions:
@@ -49,6 +55,7 @@ def options_from_args(args: argparse.Namespace) -> TagOptions:
         weighted=args.weighted,
         order=args.order,
         separator=args.separator,
+        **tag_knowledge_from_args(args),
     )
 
 
@@ -56,7 +63,12 @@ def tagger_from_args(args: argparse.Namespace):
     from .tagger import load_tagger  # deferred: keeps --help fast
 
     return load_tagger(
-        args.model, device=args.device, precision=args.precision, models_dirs=args.models_dir, download=not args.offline
+        args.model,
+        device=args.device,
+        precision=args.precision,
+        models_dirs=args.models_dir,
+        download=not args.offline,
+        compile_model=args.compile,
     )
 
 
@@ -70,7 +82,7 @@ def run_tag(args: argparse.Namespace) -> int:
         raise JTPError("no images found in " + ", ".join(args.images))
     tagger = tagger_from_args(args)
     failures = 0
-    for result in tag_files(tagger, paths, batch_size=args.batch_size):
+    for result in tag_files(tagger, paths, batch_size=args.batch_size, fast_jpeg=args.fast_jpeg):
         if result.error is not None:
             failures += 1
             print(f"error: {result.error}", file=sys.stderr)
@@ -92,9 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("images", nargs="+", help="image files or folders")
     tag.add_argument("--recursive", action="store_true", help="look into subfolders of folders")
     tag.add_argument("--json", action="store_true", help="one JSON object per image: path, tags, scores")
+    tag.add_argument(
+        "--fast-jpeg", action="store_true",
+        help="decode JPEGs at reduced scale (draft mode): faster, scores differ slightly from the reference",
+    )
     add_model_arguments(tag)
     add_format_arguments(tag)
     tag.set_defaults(run=run_tag)
+    from .caption_cli import add_caption_command  # here, not at the top: caption_cli imports this module
+
+    add_caption_command(commands)
+    from .heatmap_cli import add_heatmap_command  # same reason as caption_cli
+
+    add_heatmap_command(commands)
     return parser
 
 

@@ -27,6 +27,9 @@ class JTPTagHeatmap:
         "One JSON object per image: {tag: score} for the mapped tags, e621 spelling.",
     )
     FUNCTION = "heatmap"
+    # It shows its scores on the node. ComfyUI resends a cached node's text only to output nodes, so without
+    # this a rerun whose previews are cached (or a reopened page) leaves the node's text box empty.
+    OUTPUT_NODE = True
 
     @classmethod
     def INPUT_TYPES(cls):

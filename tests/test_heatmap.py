@@ -391,3 +391,9 @@ def test_example_workflow_matches_the_nodes(comfy):
     for link_id, origin, _, target, _, kind in workflow["links"]:  # every link joins existing nodes
         assert origin in nodes and target in nodes, link_id
         assert kind in ("IMAGE", "MASK", "JTP_MODEL")
+
+
+def test_heatmap_node_is_an_output_node(comfy):
+    # ComfyUI sends a cached node's ui text again only for output nodes: else its scores box stays empty on reruns
+    _, pack = comfy
+    assert pack.NODE_CLASS_MAPPINGS["JTPTagHeatmap"].OUTPUT_NODE is True
