@@ -17,7 +17,7 @@ from ..jtp_core.caption_files import MODES
 from ..jtp_core.fast_jpeg import open_for_model
 from ..jtp_core.images import IMAGE_EXTENSIONS, iter_image_files
 from .comfy_host import JTPModel, progress_reporter
-from .inputs import CATEGORY, JTP_MODEL, batch_size_input, format_inputs, tag_options_input
+from .inputs import CATEGORY, batch_size_input, format_inputs, jtp_model_input, tag_options_input
 from .inputs import tag_options as _tag_options
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class JTPCaptionFolder:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "jtp_model": (JTP_MODEL, {"tooltip": "From JTP Model Loader."}),
+                "jtp_model": jtp_model_input(),
                 "folder": _folder_input("Folder of images to caption (absolute, or relative to ComfyUI's input "
                                         "folder)."),
                 "recursive": _recursive_input(),

@@ -9,7 +9,7 @@ import torch
 from ..jtp_core import heatmap_render as render
 from ..jtp_core.heatmap import tag_heatmaps_image_tensor
 from .comfy_host import JTPModel, progress_reporter
-from .inputs import CATEGORY, JTP_MODEL, batch_size_input
+from .inputs import CATEGORY, batch_size_input, jtp_model_input, transparency_input
 
 
 class JTPTagHeatmap:
@@ -35,7 +35,7 @@ class JTPTagHeatmap:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "jtp_model": (JTP_MODEL, {"tooltip": "From JTP Model Loader."}),
+                "jtp_model": jtp_model_input(),
                 "image": ("IMAGE", {"tooltip": "One image or a batch; each gets its own heatmap."}),
                 "tags": ("STRING", {
                     "default": "top 1",
@@ -68,10 +68,7 @@ class JTPTagHeatmap:
                 "batch_size": batch_size_input(),
             },
             "optional": {
-                "mask": ("MASK", {
-                    "tooltip": "Transparency (LoadImage's MASK: 1 = transparent), seen as gray as by the tagger. "
-                               "Not the output mask.",
-                }),
+                "mask": transparency_input(note="Not the output mask."),
             },
         }
 

@@ -60,6 +60,16 @@ def format_inputs() -> dict[str, tuple[str, dict[str, Any]]]:
     }
 
 
+def jtp_model_input() -> tuple[str, dict[str, Any]]:
+    return (JTP_MODEL, {"tooltip": "From JTP Model Loader."})
+
+
+def transparency_input(note: str = "") -> tuple[str, dict[str, Any]]:
+    """The optional MASK that tagger and heatmap read as the image's transparency."""
+    tooltip = "Transparency (LoadImage's MASK: 1 = transparent). Transparent parts are seen as gray, as in the "
+    return ("MASK", {"tooltip": tooltip + "reference app." + (f" {note}" if note else "")})
+
+
 def tag_options_input() -> tuple[str, dict[str, Any]]:
     return (JTP_TAG_OPTIONS, {"tooltip": "More tag options (from JTP Tag Options); they override this node's."})
 

@@ -8,7 +8,7 @@ import torch
 
 from ..jtp_core import tag_results
 from .comfy_host import JTPModel, progress_reporter
-from .inputs import CATEGORY, JTP_MODEL, batch_size_input, format_inputs, tag_options_input
+from .inputs import CATEGORY, batch_size_input, format_inputs, jtp_model_input, tag_options_input, transparency_input
 from .inputs import tag_options as _tag_options
 
 
@@ -30,16 +30,13 @@ class JTPTagger:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "jtp_model": (JTP_MODEL, {"tooltip": "From JTP Model Loader."}),
+                "jtp_model": jtp_model_input(),
                 "image": ("IMAGE", {"tooltip": "One image or a batch; every image is tagged."}),
                 **format_inputs(),
                 "batch_size": batch_size_input(),
             },
             "optional": {
-                "mask": ("MASK", {
-                    "tooltip": "Transparency (LoadImage's MASK: 1 = transparent). Transparent parts are seen "
-                               "as gray, as in the reference app.",
-                }),
+                "mask": transparency_input(),
                 "tag_options": tag_options_input(),
             },
         }
