@@ -33,9 +33,14 @@ def add_tag_knowledge_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--category-max", default="", metavar="CATEGORY=N,...", help="at most N tags per category, e.g. species=2"
     )
+    # two options rather than one with an optional value, which would swallow an image path that follows it
     group.add_argument(
-        "--group-by-category", nargs="?", const="", default=None, metavar="CATEGORY,...",
-        help=f"write tags grouped by category: the ones named first, then {','.join(GROUP_ORDER)}",
+        "--group-by-category", action="store_true",
+        help=f"write tags grouped by category, in the order {','.join(GROUP_ORDER)}",
+    )
+    group.add_argument(
+        "--category-order", default="", metavar="CATEGORY,...",
+        help="with grouping (implied by this option): these categories first, e.g. species,character",
     )
 
 
@@ -46,8 +51,8 @@ def tag_knowledge_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "exclude_categories": args.exclude_categories,
         "category_thresholds": parse_category_values(args.category_threshold, "--category-threshold", float),
         "category_max": parse_category_values(args.category_max, "--category-max", int),
-        "group_by_category": args.group_by_category is not None,
-        "category_order": args.group_by_category or "",
+        "group_by_category": args.group_by_category or bool(args.category_order),
+        "category_order": args.category_order,
     }
     if needs_tag_table(fields):
         from .tag_table import load_tag_table

@@ -257,3 +257,12 @@ def test_tag_options_node_reports_bad_settings(comfy):
             tag_table="jtp-3-hydra-tags.csv", implications="off", exclude_categories="", category_thresholds="",
             category_max="two", group_by_category=False, category_order="",
         )
+
+
+def test_grouping_flags_never_swallow_the_image_path():
+    from jtp_core.cli import build_parser
+
+    args = build_parser().parse_args(["tag", "--group-by-category", "img.png"])
+    assert args.images == ["img.png"] and args.group_by_category and args.category_order == ""
+    args = build_parser().parse_args(["tag", "--category-order", "species,meta", "img.png"])
+    assert args.images == ["img.png"] and args.category_order == "species,meta"
