@@ -14,6 +14,8 @@ from .known_models import GATED, LINEAR
 TIMM_NAME = "vit_so400m_patch14_siglip_384"
 INPUT_SIZE = 384
 SIGLIP_HEAD_DIM = 72  # So400m: 1152 wide / 16 heads; the family keeps this head width
+# Top-level modules after the backbone's final norm: the attention-pool head and the classifier
+HEAD_MODULES = ("attn_pool", "fc_norm", "head_drop", "head")
 
 
 @dataclass(frozen=True)

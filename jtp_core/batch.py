@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 
-from .errors import ImageError
-from .fast_jpeg import preprocess_file
+from .streaming import load_model_input, should_pin, stream_batches
 from .tagger import Tagger
 
 
@@ -17,43 +17,26 @@ from .tagger import Tagger
 class FileResult:
     path: Path
     probs: torch.Tensor | None = None  # [num_tags], None when the file failed
-    error: str | None = None
+    error: str | None = None  # why the file could not be read (without its path)
 
 
 def tag_files(
     tagger: Tagger,
     paths: Iterable[Path],
     batch_size: int | None = None,
-    on_progress: Callable[[int], None] | None = None,
     fast_jpeg: bool = False,
+    workers: int | None = None,
 ) -> Iterator[FileResult]:
-    """Yield one result per file, in order; a batch of readable images shares one forward pass.
+    """Yield one result per file; images are decoded in worker threads while the model runs a batch.
 
     ``fast_jpeg`` decodes JPEGs in draft mode (faster, scores move slightly; see fast_jpeg.py)."""
-    batch_size = batch_size or 1
-    size = tagger.input_size
-    pending: list[tuple[Path, torch.Tensor]] = []
-    for path in paths:
-        try:
-            pending.append((path, preprocess_file(path, size, fast_jpeg)))
-        except ImageError as error:
-            yield from _flush(tagger, pending, on_progress)
-            pending = []
-            yield FileResult(path=path, error=str(error))
-            continue
-        if len(pending) == batch_size:
-            yield from _flush(tagger, pending, on_progress)
-            pending = []
-    yield from _flush(tagger, pending, on_progress)
-
-
-def _flush(
-    tagger: Tagger, pending: list[tuple[Path, torch.Tensor]], on_progress: Callable[[int], None] | None
-) -> Iterator[FileResult]:
-    if not pending:
-        return
-    probs = tagger.predict(torch.stack([pixels for _, pixels in pending]), batch_size=len(pending))
-    if on_progress is not None:
-        on_progress(len(pending))
-    for (path, _), row in zip(pending, probs, strict=True):
-        yield FileResult(path=path, probs=row)
+    load = partial(load_model_input, size=tagger.input_size, fast_jpeg=fast_jpeg)
+    batches = stream_batches(
+        paths, load, tagger.batch_size(batch_size), workers=workers, pin_memory=should_pin(tagger.device)
+    )
+    for batch in batches:
+        for path, reason in batch.failed:
+            yield FileResult(path=path, error=reason)
+        if batch.pixels is not None:
+            probs = tagger.predict(batch.pixels, batch_size=len(batch.items))
+            yield from (FileResult(path=path, probs=row) for path, row in zip(batch.items, probs, strict=True))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from functools import partial
@@ -27,16 +27,17 @@ from .atomic_write import atomic_write_text
 from .caption_files import (
     CaptionFileError,
     caption_path,
+    caption_tag_key,
     check_mode,
     has_caption,
     normalize_extension,
     sidecar_path,
+    split_caption,
     write_caption,
 )
-from .devices import default_batch_size
 from .errors import JTPError
 from .images import IMAGE_EXTENSIONS, iter_image_files
-from .postprocess import TagOptions, format_tag, format_tags, select_tags
+from .postprocess import TagOptions, format_words, select_tags
 from .streaming import load_model_input, should_pin, stream_batches
 from .tagger import Tagger
 
@@ -86,8 +87,11 @@ class CaptionSummary:
     skipped: int = 0  # images that already had a caption (skip mode)
     failed: list[tuple[Path, str]] = field(default_factory=list)  # (image, reason)
     seconds: float = 0.0
-    images_per_second: float = 0.0  # tagged / seconds
     interrupted: bool = False  # stopped before the end (cancel, Ctrl+C); what was written stays
+
+    @property
+    def images_per_second(self) -> float:
+        return self.tagged / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -131,9 +135,13 @@ def plan_captions(request: CaptionRequest) -> CaptionPlan:
     """List the images and decide, without opening any, which need the model."""
     plan = CaptionPlan(jobs=[])
     owners: dict[Path, Path] = {}
+    seen: set[Path] = set()
     for source in request.inputs:
         root = source if source.is_dir() else None
         for image in iter_image_files([source], recursive=request.recursive, extensions=request.extensions):
+            if image.resolve() in seen:  # named twice by overlapping inputs ("ds ds/a.png"): caption it once
+                continue
+            seen.add(image.resolve())
             caption = caption_path(image, root, request.output_dir, request.caption_extension)
             owner = owners.setdefault(caption, image)
             if owner != image:
@@ -158,6 +166,8 @@ def run_plan(
     tagger: Tagger | None, request: CaptionRequest, plan: CaptionPlan, on_progress: ProgressCallback | None = None
 ) -> CaptionSummary:
     """Carry out a plan. ``tagger`` may be None when the plan has no jobs (so a finished folder loads no model)."""
+    if request.report_path is not None:
+        prepare_report_folder(request.report_path)  # fail now, not after the whole run
     summary = CaptionSummary(skipped=plan.skipped, failed=list(plan.failed))
     started = time.perf_counter()
     try:
@@ -170,7 +180,6 @@ def run_plan(
         raise
     finally:
         summary.seconds = time.perf_counter() - started
-        summary.images_per_second = summary.tagged / summary.seconds if summary.seconds > 0 else 0.0
         if request.report_path is not None:
             write_report(request.report_path, summary)
     return summary
@@ -183,7 +192,7 @@ def _stream(
     summary: CaptionSummary,
     on_progress: ProgressCallback | None,
 ) -> None:
-    batch_size = request.batch_size or default_batch_size(tagger.device)
+    batch_size = tagger.batch_size(request.batch_size)
     load = partial(_load_job, size=tagger.input_size, fast_jpeg=request.fast_jpeg)
     pin = should_pin(tagger.device)
     done = 0
@@ -201,10 +210,17 @@ def _stream(
 
 def write_report(path: Path, summary: CaptionSummary) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        prepare_report_folder(path)
         atomic_write_text(path, json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) + "\n")
     except OSError as error:
         raise JTPError(f"could not write the report {path}: {error.strerror or error}") from error
+
+
+def prepare_report_folder(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise JTPError(f"cannot write the report in {path.parent}: {error.strerror or error}") from error
 
 
 def sidecar_scores(probs: torch.Tensor, tags: list[str], floor: float) -> dict[str, float]:
@@ -230,13 +246,12 @@ def _finish(job: CaptionJob, probs: torch.Tensor, tagger: Tagger, request: Capti
     options = request.options
     try:
         if job.write_caption:
-            selected = select_tags(probs, tagger.tags, options)
-            parts = list(options.trigger_words) + [format_tag(tag, options, score) for tag, score in selected]
+            words = format_words(select_tags(probs, tagger.tags, options), options)
             write_caption(
                 job.caption,
-                format_tags(selected, options),
+                options.separator.join(words),
                 request.mode,
-                tags=parts,
+                tags=words,
                 separator=options.separator,
                 leading=len(options.trigger_words),
             )
@@ -272,10 +287,12 @@ def save_captions(
     output_dir: Path | None = None,
     caption_extension: str = ".txt",
     separator: str = ", ",
+    trigger_words: Sequence[str] = (),
 ) -> CaptionSummary:
     """Write ready-made captions for image paths with the same modes and atomicity as ``caption_images``.
 
-    With ``output_dir`` the images' tree is mirrored from their deepest common folder.
+    With ``output_dir`` the images' tree is mirrored from their deepest common folder. ``trigger_words`` go
+    first, also before an existing caption's text when merging, as in ``caption_images``.
     """
     check_mode(mode)
     extension = normalize_extension(caption_extension)
@@ -285,8 +302,11 @@ def save_captions(
     started = time.perf_counter()
     for image, (_, text) in zip(images, captions, strict=True):
         target = caption_path(image, root, Path(output_dir) if output_dir else None, extension)
+        tags = _triggers_first(split_caption(text, separator), trigger_words) if trigger_words else None
         try:
-            outcome = write_caption(target, text, mode, separator=separator)
+            if tags is not None:
+                text = separator.join(tags)
+            outcome = write_caption(target, text, mode, tags=tags, separator=separator, leading=len(trigger_words))
         except (CaptionFileError, OSError) as error:
             summary.failed.append((image, _write_failure(error)))
             continue
@@ -296,3 +316,8 @@ def save_captions(
             summary.tagged += 1
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _triggers_first(tags: list[str], trigger_words: Sequence[str]) -> list[str]:
+    triggers = {caption_tag_key(word) for word in trigger_words}
+    return list(trigger_words) + [tag for tag in tags if caption_tag_key(tag) not in triggers]

@@ -92,7 +92,7 @@ def read_caption(path: Path) -> str | None:
         ) from None
 
 
-def tag_key(tag: str) -> str:
+def caption_tag_key(tag: str) -> str:
     """Spelling-insensitive identity of a tag in a caption, ignoring a prompt weight ``(tag:1.2)``."""
     tag = tag.strip()
     weighted = _WEIGHTED.match(tag)
@@ -113,10 +113,10 @@ def merge_caption(existing: str, tags: Sequence[str], mode: str, separator: str 
     The first ``leading`` tags (trigger words) go before the existing text in both modes.
     """
     existing = existing.strip()
-    present = {tag_key(tag) for tag in split_caption(existing, separator)}
+    present = {caption_tag_key(tag) for tag in split_caption(existing, separator)}
     front, back = [], []
     for position, tag in enumerate(tags):
-        key = tag_key(tag)
+        key = caption_tag_key(tag)
         if not key or key in present:
             continue
         present.add(key)

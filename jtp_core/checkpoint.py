@@ -95,6 +95,8 @@ def _read_tensors(weights: Path, device: torch.device | str, dtype: torch.dtype)
                 tensor = reader.get_tensor(key)
                 target_dtype = dtype if tensor.is_floating_point() else tensor.dtype
                 state[key] = tensor.to(device=device, dtype=target_dtype)
+    except torch.OutOfMemoryError as error:
+        raise CheckpointError(f"not enough memory on {device} for {weights.name} in {dtype}: {error}") from error
     except (SafetensorError, OSError, RuntimeError) as error:
         raise CheckpointError(f"{weights}: could not read the weights (damaged file?): {error}") from error
     return state

@@ -85,7 +85,7 @@ def run_tag(args: argparse.Namespace) -> int:
     for result in tag_files(tagger, paths, batch_size=args.batch_size, fast_jpeg=args.fast_jpeg):
         if result.error is not None:
             failures += 1
-            print(f"error: {result.error}", file=sys.stderr)
+            print(f"error: {result.path}: {result.error}", file=sys.stderr)
             continue
         tagged = tag_result(result.probs, tagger.tags, options)
         if args.json:
@@ -126,6 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.run(args)
     except (JTPError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # e.g. an output path in a missing or read-only folder
+        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

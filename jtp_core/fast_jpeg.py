@@ -46,16 +46,23 @@ def open_for_model(path: str | Path, size: int, fast_jpeg: bool = False) -> tupl
         raise ImageError(f"{path}: not a readable image ({error})") from error
 
 
+def load_for_model(path: str | Path, size: int, fast_jpeg: bool = False) -> Image.Image:
+    """The decoded image the reference fit starts from: the file itself, or with ``fast_jpeg`` a JPEG's draft
+    already fitted to the size the full image would have been fitted to (so every route agrees on it)."""
+    image, (width, height) = open_for_model(path, size, fast_jpeg)
+    if image.size == (width, height):
+        return image
+    fitted_height, fitted_width = fit_size(height, width, size)
+    try:
+        image = image.convert("RGBA")
+        if image.size != (fitted_width, fitted_height):
+            image = image.resize((fitted_width, fitted_height), Image.LANCZOS)
+    except (OSError, ValueError) as error:
+        raise ImageError(f"{path}: could not decode image: {error}") from error
+    return image
+
+
 def preprocess_file(path: str | Path, size: int, fast_jpeg: bool = False) -> torch.Tensor:
     """Image file → model input [3, size, size]; exactly the reference unless ``fast_jpeg`` (JPEGs only)."""
-    image, (width, height) = open_for_model(path, size, fast_jpeg)
-    if image.size != (width, height):  # a draft: fit to the size the full image would have had
-        fitted_height, fitted_width = fit_size(height, width, size)
-        try:
-            image = image.convert("RGBA")
-            if image.size != (fitted_width, fitted_height):
-                image = image.resize((fitted_width, fitted_height), Image.LANCZOS)
-        except (OSError, ValueError) as error:
-            raise ImageError(f"{path}: could not decode image: {error}") from error
-    # a fitted image has its longer side at ``size``, so the fit inside preprocess_pil leaves it as it is
-    return preprocess_pil(image, size)
+    # a fitted draft has its longer side at ``size``, so the fit inside preprocess_pil leaves it as it is
+    return preprocess_pil(load_for_model(path, size, fast_jpeg), size)

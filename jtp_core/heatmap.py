@@ -22,14 +22,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .devices import default_batch_size
+from .architecture import HEAD_MODULES  # the parts forward_head uses: they run in float32 with gradients
 from .errors import UnknownTagError
 from .postprocess import normalize_tag, parse_tag_list
 from .preprocess import fit_size, image_tensor_to_pils, preprocess_pils
 from .tagger import ProgressCallback, Tagger
 
-# the parts of a timm ViT that ``forward_head`` uses: these run in float32 with gradients
-HEAD_MODULES = ("attn_pool", "fc_norm", "head_drop", "head")
 _TOP = re.compile(r"top\s*(\d+)", re.IGNORECASE)
 
 
@@ -197,7 +195,7 @@ def tag_heatmaps(
 ) -> list[Heatmap]:
     """Heatmaps of ``tags`` (names, or 'top N') for PIL images of any sizes, chunk by chunk."""
     query = tags if isinstance(tags, TagQuery) else parse_tag_query(tags, tagger.tags)
-    batch_size = batch_size or default_batch_size(tagger.device)
+    batch_size = tagger.batch_size(batch_size)
     model = tagger.model
     input_size, patch_size = tagger.input_size, tuple(model.patch_embed.patch_size)
     results: list[Heatmap] = []

@@ -112,9 +112,13 @@ def format_tag(tag: str, options: TagOptions, score: float | None = None) -> str
     return text
 
 
+def format_words(selected: Sequence[tuple[str, float]], options: TagOptions) -> list[str]:
+    """The words of the prompt: trigger words first, then each selected tag as written."""
+    return list(options.trigger_words) + [format_tag(tag, options, score) for tag, score in selected]
+
+
 def format_tags(selected: Sequence[tuple[str, float]], options: TagOptions) -> str:
-    words = list(options.trigger_words) + [format_tag(tag, options, score) for tag, score in selected]
-    return options.separator.join(words)
+    return options.separator.join(format_words(selected, options))
 
 
 def tag_result(probs: torch.Tensor, tags: Sequence[str], options: TagOptions | None = None) -> TagResult:

@@ -16,6 +16,7 @@ import warnings
 import torch
 from torch import nn
 
+from .architecture import HEAD_MODULES
 from .errors import JTPError
 
 
@@ -50,7 +51,8 @@ def is_quantized(model: nn.Module) -> bool:
 
 
 def _is_backbone_linear(name: str, module: nn.Module) -> bool:
-    return type(module) is nn.Linear and name != "head" and not name.startswith("head.")
+    # the attention-pool head stays float too: it is a small share of the compute, and heatmaps need its gradient
+    return type(module) is nn.Linear and name.split(".")[0] not in HEAD_MODULES
 
 
 def _quantize_with_torchao(model: nn.Module, names: set[str]) -> nn.Module:

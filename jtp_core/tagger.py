@@ -44,6 +44,12 @@ class Tagger:
     def input_size(self) -> int:
         return self.model.patch_embed.img_size[0]
 
+    def batch_size(self, requested: int | None = None) -> int:
+        """``requested`` images per forward pass, or the default for this device and precision when None/0."""
+        if requested is not None and requested < 0:
+            raise ValueError(f"batch size must be 1 or more (0 = automatic); got {requested}")
+        return requested or default_batch_size(self.device, self.dtype)
+
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Tagger:
         self.model.to(device=device, dtype=dtype)
         return self
@@ -55,7 +61,7 @@ class Tagger:
         on_progress: ProgressCallback | None = None,
     ) -> torch.Tensor:
         """Model inputs [N,3,S,S] → probabilities [N, num_tags] (float32, on the CPU), chunk by chunk."""
-        batch_size = batch_size or default_batch_size(self.device, self.dtype)
+        batch_size = self.batch_size(batch_size)
         chunks = (pixels[start : start + batch_size] for start in range(0, len(pixels), batch_size))
         return self._run(chunks, len(pixels), on_progress)
 
@@ -67,7 +73,7 @@ class Tagger:
         total: int | None = None,
     ) -> torch.Tensor:
         """PIL images → probabilities; each chunk is preprocessed just before its forward pass."""
-        batch_size = batch_size or default_batch_size(self.device, self.dtype)
+        batch_size = self.batch_size(batch_size)
         size = self.input_size
         chunks = (preprocess_pils(chunk, size) for chunk in _chunked(images, batch_size))
         return self._run(chunks, total, on_progress)
@@ -80,7 +86,7 @@ class Tagger:
         on_progress: ProgressCallback | None = None,
     ) -> torch.Tensor:
         """ComfyUI IMAGE [B,H,W,C] (+ MASK) → probabilities [B, num_tags]."""
-        batch_size = batch_size or default_batch_size(self.device, self.dtype)
+        batch_size = self.batch_size(batch_size)
         check_mask_batch(mask, len(images))
         masks = _split_mask(mask, len(images), batch_size)
         preprocess = _tensor_preprocessor(self.device)

@@ -44,7 +44,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("exclude", "", "Tags always excluded (comma-separated, * matches anything)"),
     Setting("replace_underscores", True, "Underscores as spaces"),
     Setting("escape_parentheses", True, r"Escape parentheses for prompts: \( \)"),
-    Setting("batch_size", 0, "Batch size (0 = automatic: 32 on a GPU, 4 on the CPU)", "slider", (0, 256, 1)),
+    Setting("batch_size", 0, "Batch size (0 = automatic: 1 on the CPU, from free memory on a GPU)", "slider",
+            (0, 256, 1)),
     Setting("keep_loaded", True, "Keep the model loaded between uses (off: free its memory after each use)"),
     Setting("download", True, "Download a known model that is missing (about 1.8 GB, into the models folder)"),
 )

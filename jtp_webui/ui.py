@@ -17,11 +17,11 @@ from typing import Any
 from PIL import Image
 
 from jtp_core import JTPError, TagOptions, parse_tag_list
+from jtp_core.caption_files import MODES as CAPTION_MODES
 from jtp_core.postprocess import ORDERS
 
 from .service import TaggerService
 
-CAPTION_MODES = ("skip", "overwrite", "append", "prepend")
 SCORE_HEADERS = ["tag", "score"]
 
 

@@ -10,11 +10,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..jtp_core import ImageError, JTPError
+from ..jtp_core import ImageError, JTPError, parse_tag_list
 from ..jtp_core.architecture import INPUT_SIZE
 from ..jtp_core.caption import CaptionRequest, plan_captions, run_plan, save_captions
 from ..jtp_core.caption_files import MODES
-from ..jtp_core.fast_jpeg import open_for_model
+from ..jtp_core.fast_jpeg import load_for_model
 from ..jtp_core.images import IMAGE_EXTENSIONS, iter_image_files
 from .comfy_host import JTPModel, progress_reporter
 from .inputs import CATEGORY, batch_size_input, format_inputs, jtp_model_input, tag_options_input
@@ -213,8 +213,8 @@ class JTPLoadImagesFromFolder:
             if limit and len(names) >= limit:
                 break
             try:
-                # fast_jpeg: a JPEG comes at a reduced scale, still at least its fitted size for the model
-                image, mask = _to_image_and_mask(open_for_model(path, INPUT_SIZE, fast_jpeg)[0])
+                # fast_jpeg: a JPEG comes already fitted for the model, as JTP Caption Folder sees it
+                image, mask = _to_image_and_mask(load_for_model(path, INPUT_SIZE, fast_jpeg))
             except (ImageError, OSError, ValueError) as error:
                 log.warning("JTP Load Images From Folder: skipped %s", error)  # the error names the file
                 continue
@@ -255,11 +255,17 @@ class JTPSaveCaptions:
                     "default": ", ",
                     "tooltip": "How the captions separate tags; used to merge in append and prepend modes.",
                 }),
+                "trigger_words": ("STRING", {
+                    "default": "",
+                    "tooltip": "Words put first in every caption, also before an existing caption's text in "
+                               "append and prepend modes (e.g. the trigger words given to JTP Tagger).",
+                }),
             },
         }
 
     def save(self, paths: list[str], captions: list[str], mode: list[str], output_folder: list[str] | None = None,
-             caption_extension: list[str] | None = None, separator: list[str] | None = None):
+             caption_extension: list[str] | None = None, separator: list[str] | None = None,
+             trigger_words: list[str] | None = None):
         if len(paths) != len(captions):
             raise JTPError(f"got {len(paths)} paths but {len(captions)} captions; they must pair up one to one")
         output = _first(output_folder, "").strip()
@@ -269,6 +275,7 @@ class JTPSaveCaptions:
             output_dir=_resolve_folder(output) if output else None,
             caption_extension=_first(caption_extension, ".txt"),
             separator=_first(separator, ", "),
+            trigger_words=parse_tag_list(_first(trigger_words, "")),
         )
         text = summary.to_text()
         return {"ui": {"text": [text]}, "result": (text,)}

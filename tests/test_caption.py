@@ -15,7 +15,7 @@ from PIL import Image
 from jtp_core import TagOptions, tag_result
 from jtp_core.atomic_write import atomic_write_text
 from jtp_core.caption import CaptionRequest, caption_images, plan_captions, save_captions
-from jtp_core.caption_files import merge_caption, tag_key
+from jtp_core.caption_files import caption_tag_key, merge_caption
 from jtp_core.images import open_image
 from jtp_core.postprocess import normalize_tag
 from jtp_core.streaming import stream_batches
@@ -80,6 +80,14 @@ def test_non_recursive_run_and_explicit_files(dataset, tiny_tagger):
     assert summary.tagged == 3
 
 
+def test_overlapping_inputs_caption_each_image_once(dataset, tiny_tagger, tmp_path):
+    inputs = [dataset, dataset / "a.png", dataset / "sub"]  # a.png and sub/ are named twice
+    summary = caption_images(tiny_tagger, CaptionRequest(inputs, recursive=True))
+    assert (summary.tagged, summary.failed) == (5, [])
+    mirrored = caption_images(tiny_tagger, CaptionRequest(inputs, recursive=True, output_dir=tmp_path / "out"))
+    assert mirrored.tagged == 5 and len(list((tmp_path / "out").rglob("*.txt"))) == 5
+
+
 def test_extensions_filter(dataset, tiny_tagger):
     caption_images(tiny_tagger, CaptionRequest([dataset], recursive=True, extensions=("png",)))
     assert sorted(captions_in(dataset)) == ["a.txt", "sub/E.txt"]
@@ -123,9 +131,9 @@ def test_modes_against_existing_captions(tmp_path, tiny_tagger, mode):
         assert text["latin1"] == contents["latin1"]
         assert [(path.name, "UTF-8" in reason) for path, reason in summary.failed] == [("latin1.png", True)]
         merged = text["hand"].decode()
-        keys = [tag_key(tag) for tag in merged.split(", ")]
+        keys = [caption_tag_key(tag) for tag in merged.split(", ")]
         assert len(keys) == len(set(keys)), f"duplicated tag in {merged!r}"
-        assert set(keys) == {tag_key(tag) for tag in fresh["hand"].split(", ")} | {"sitting"}
+        assert set(keys) == {caption_tag_key(tag) for tag in fresh["hand"].split(", ")} | {"sitting"}
         assert "my Char, Blue_Eyes, (solo:1.2), sitting" in merged  # the existing text is kept as it was
         if mode == "append":
             assert merged.startswith("my Char, Blue_Eyes, (solo:1.2), sitting, ")
@@ -149,7 +157,7 @@ def test_merge_caption_compares_spellings_and_weights():
     merged = merge_caption("Blue_Eyes, (membrane \\(anatomy\\):1.3)", ["blue eyes", "membrane_(anatomy)", "solo"],
                            "append")
     assert merged == "Blue_Eyes, (membrane \\(anatomy\\):1.3), solo"
-    assert normalize_tag("Blue_Eyes") == tag_key("(blue eyes:0.9)")
+    assert normalize_tag("Blue_Eyes") == caption_tag_key("(blue eyes:0.9)")
 
 
 def test_corrupt_truncated_and_empty_files_are_reported_and_skipped(tmp_path, tiny_tagger):
@@ -314,3 +322,24 @@ def test_save_captions_modes_and_mirroring(tmp_path):
     assert (out / "a.txt").read_text() == "x" and (out / "sub" / "b.txt").read_text() == "y"
     again = save_captions([(a, "z")], output_dir=out)
     assert again.skipped == 1 and (out / "a.txt").read_text() == "x"
+
+
+def test_save_captions_puts_trigger_words_first_in_every_mode(tmp_path):
+    image = make_image(tmp_path / "a.png")
+    (tmp_path / "a.txt").write_text("existing tag")
+    save_captions([(image, "blue eyes, mychar, solo")], mode="append", trigger_words=("mychar",))
+    assert (tmp_path / "a.txt").read_text() == "mychar, existing tag, blue eyes, solo"
+    save_captions([(image, "blue eyes, solo")], mode="overwrite", trigger_words=("mychar",))
+    assert (tmp_path / "a.txt").read_text() == "mychar, blue eyes, solo"
+
+
+def test_unusable_report_folder_is_refused_before_any_caption_is_written(tmp_path, tiny_tagger):
+    from jtp_core import JTPError
+
+    make_image(tmp_path / "a.png")
+    (tmp_path / "file").write_text("not a folder")
+    request = CaptionRequest([tmp_path], report_path=tmp_path / "file" / "report.json")
+    with pytest.raises(JTPError, match="cannot write the report"):
+        caption_images(tiny_tagger, request)
+    assert not (tmp_path / "a.txt").exists()
+

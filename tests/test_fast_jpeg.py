@@ -150,7 +150,7 @@ def test_folder_nodes_have_an_off_by_default_fast_jpeg_widget(comfy, linear_chec
     loader = pack.NODE_CLASS_MAPPINGS["JTPLoadImagesFromFolder"]()
     (exact,), _, _ = loader.load(str(folder), False, 0, 0)
     (fast,), _, _ = loader.load(str(folder), False, 0, 0, fast_jpeg=True)
-    assert exact.shape == (1, 900, 1200, 3) and fast.shape == (1, 450, 600, 3)  # 1/2 scale: 1/4 would be < 384x288
+    assert exact.shape == (1, 900, 1200, 3) and fast.shape == (1, 288, 384, 3)  # the draft, already fitted
 
     shutil.copytree(linear_checkpoint, standin.models_dir / "jtp" / "TINY_PILOT")
     (model,) = pack.NODE_CLASS_MAPPINGS["JTPModelLoader"]().load("TINY_PILOT", "cpu", "fp32")
@@ -163,3 +163,19 @@ def test_folder_nodes_have_an_off_by_default_fast_jpeg_widget(comfy, linear_chec
     assert "1 captioned" in out["result"][0] and drafts == []  # off by default
     out = node().caption(jtp_model=model, **{**inputs, "fast_jpeg": True})
     assert "1 captioned" in out["result"][0] and len(drafts) == 1 and (folder / "a.txt").exists()
+
+
+def test_fast_loader_node_then_tagger_sees_what_caption_folder_sees(comfy, tiny_tagger, tmp_path):
+    """Load Images From Folder (fast) → JTP Tagger must give the fast folder path's scores, also for sizes where
+    fitting the draft again would round one pixel differently (442x1001 fits to 170x384, its draft to 169)."""
+    _, pack = comfy
+    folder = tmp_path / "set"
+    folder.mkdir()
+    path = photo(folder / "tall.jpg", 442, 1001, quality=90)
+    (image,), (mask,), _ = pack.NODE_CLASS_MAPPINGS["JTPLoadImagesFromFolder"]().load(
+        str(folder), False, 0, 0, fast_jpeg=True
+    )
+    via_nodes = tiny_tagger.predict_image_tensor(image, mask)
+    via_folder = tiny_tagger.predict(preprocess_file(path, 384, fast_jpeg=True).unsqueeze(0))
+    assert torch.allclose(via_nodes, via_folder, atol=1e-6)
+

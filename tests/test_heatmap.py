@@ -397,3 +397,27 @@ def test_heatmap_node_is_an_output_node(comfy):
     # ComfyUI sends a cached node's ui text again only for output nodes: else its scores box stays empty on reruns
     _, pack = comfy
     assert pack.NODE_CLASS_MAPPINGS["JTPTagHeatmap"].OUTPUT_NODE is True
+
+
+def test_int8_model_maps_the_same_region(tmp_path, region_checkpoint):
+    """int8 quantizes the backbone only: the attention-pool head keeps the gradient Grad-CAM needs."""
+    from jtp_core.cli import main
+
+    image, red, *_ = _case_image("landscape")
+    image.save(tmp_path / "in.png")
+    code = main(["heatmap", str(tmp_path / "in.png"), "--tag", "red hat", "--mask", str(tmp_path / "mask.png"),
+                 "--model", str(region_checkpoint), "--precision", "int8", "--offline"])
+    assert code == 0
+    with Image.open(tmp_path / "mask.png") as mask:
+        assert_lit_exactly(torch.from_numpy(np.asarray(mask, dtype=np.float32) / 255), red, "int8")
+
+
+def test_cli_unwritable_output_is_a_clear_error(tmp_path, region_checkpoint, capsys):
+    from jtp_core.cli import main
+
+    Image.new("RGB", (50, 40)).save(tmp_path / "in.png")
+    (tmp_path / "file").write_text("not a folder")
+    code = main(["heatmap", str(tmp_path / "in.png"), "--tag", "red hat", "--out", str(tmp_path / "file" / "o.png"),
+                 "--model", str(region_checkpoint), "--device", "cpu", "--offline"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and "Traceback" not in err

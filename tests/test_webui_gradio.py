@@ -61,4 +61,3 @@ def test_image_input_keeps_transparency(service):
     _, tab = build(service)
     image = next(block for block in tab.blocks.values() if getattr(block, "elem_id", None) == "jtp_image")
     assert image.image_mode == "RGBA" and image.type == "pil"
-    assert MAJOR >= 3
