@@ -18,11 +18,18 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import __version__ as _PILLOW_VERSION
 
 from .architecture import INPUT_SIZE
-from .preprocess import alpha_channel, as_image_batch, check_mask_batch, fit_size, rgb_channels
+from .preprocess import (
+    alpha_channel,
+    as_image_batch,
+    check_mask_batch,
+    fit_size,
+    mask_slice,
+    rgb_channels,
+    rgba_to_model_input,
+)
 
 PRECISION_BITS = 22  # Pillow: 32 bits - 8 for the result - 2 for overshoot of the negative lobes
 LANCZOS_SUPPORT = 3.0
@@ -139,13 +146,7 @@ def _unpremultiply(rgba: torch.Tensor) -> torch.Tensor:
 
 def rgba_batch_to_model_input(rgba: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
     """Integer RGBA [B, 4, h, w] (0..255) → [B, 3, size, size]: gray composite, [-1, 1], centre padding."""
-    values = rgba.float() / 255
-    rgb, alpha = values[:, :3], values[:, 3:4]
-    rgb = rgb * alpha + (1 - alpha) * 0.5
-    normalized = (rgb - 0.5) / 0.5
-    pad_h, pad_w = size - normalized.shape[-2], size - normalized.shape[-1]
-    top, left = pad_h // 2, pad_w // 2
-    return F.pad(normalized, (left, pad_w - left, top, pad_h - top), value=0.0)
+    return rgba_to_model_input(rgba.float() / 255, size)
 
 
 def preprocess_image_batch(
@@ -166,7 +167,7 @@ def preprocess_image_batch(
     step = max(1, _PIXELS_PER_STEP // (height * width))  # bounds the int32/float32 copies on the device
     parts = []
     for start in range(0, batch, step):
-        part_mask = mask if mask is None or mask.ndim == 2 or mask.shape[0] == 1 else mask[start : start + step]
+        part_mask = mask_slice(mask, start, start + step)
         part = images[start : start + step].to(device, non_blocking=True)
         parts.append(_preprocess_part(part, part_mask, size, device))
     return torch.cat(parts)

@@ -33,11 +33,11 @@ def fit_rgba(image: Image.Image, size: int = INPUT_SIZE) -> Image.Image:
 
 
 def rgba_to_model_input(rgba: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
-    """[4, h, w] floats in [0, 1] → [3, size, size]: gray composite, [-1, 1], centre padding."""
-    rgb, alpha = rgba[:3], rgba[3:4]
+    """[..., 4, h, w] floats in [0, 1] → [..., 3, size, size]: gray composite, [-1, 1], centre padding."""
+    rgb, alpha = rgba[..., :3, :, :], rgba[..., 3:4, :, :]
     rgb = rgb * alpha + (1 - alpha) * 0.5
     normalized = (rgb - 0.5) / 0.5
-    pad_h, pad_w = size - normalized.shape[1], size - normalized.shape[2]
+    pad_h, pad_w = size - normalized.shape[-2], size - normalized.shape[-1]
     top, left = pad_h // 2, pad_w // 2
     return F.pad(normalized, (left, pad_w - left, top, pad_h - top), value=0.0)
 
@@ -80,6 +80,13 @@ def check_mask_batch(mask: torch.Tensor | None, batch: int) -> None:
     """A MASK goes with every image (batch 1 or [H,W]) or one per image."""
     if mask is not None and mask.ndim == 3 and mask.shape[0] not in (1, batch):
         raise ImageError(f"MASK batch of {mask.shape[0]} does not match IMAGE batch of {batch}")
+
+
+def mask_slice(mask: torch.Tensor | None, start: int, stop: int) -> torch.Tensor | None:
+    """The part of a MASK that goes with images[start:stop]; a single mask goes with every image."""
+    if mask is None or mask.ndim == 2 or mask.shape[0] == 1:
+        return mask
+    return mask[start:stop]
 
 
 def as_image_batch(images: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ from .compiled import CompiledForward
 from .devices import default_batch_size, fit_cpu_threads, pick_device, pick_dtype
 from .files import ModelFiles, resolve_model
 from .gpu_preprocess import preprocess_image_batch
-from .preprocess import check_mask_batch, preprocess_image_tensor, preprocess_pils
+from .preprocess import check_mask_batch, mask_slice, preprocess_image_tensor, preprocess_pils
 
 # Called after each chunk with (images done, images in all); may raise to cancel between chunks.
 ProgressCallback = Callable[[int, int], None]
@@ -88,10 +88,9 @@ class Tagger:
         """ComfyUI IMAGE [B,H,W,C] (+ MASK) → probabilities [B, num_tags]."""
         batch_size = self.batch_size(batch_size)
         check_mask_batch(mask, len(images))
-        masks = _split_mask(mask, len(images), batch_size)
         preprocess = _tensor_preprocessor(self.device)
         chunks = (
-            preprocess(images[start : start + batch_size], next(masks), self.input_size)
+            preprocess(images[start : start + batch_size], mask_slice(mask, start, start + batch_size), self.input_size)
             for start in range(0, len(images), batch_size)
         )
         return self._run(chunks, len(images), on_progress)
@@ -164,12 +163,3 @@ def _chunked(items: Iterable, size: int) -> Iterator[list]:
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
         yield chunk
-
-
-def _split_mask(mask: torch.Tensor | None, batch: int, batch_size: int) -> Iterator[torch.Tensor | None]:
-    """Yield the part of ``mask`` that goes with each chunk (a single mask is shared by every chunk)."""
-    for start in range(0, batch, batch_size):
-        if mask is None or mask.ndim == 2 or mask.shape[0] == 1:
-            yield mask
-        else:
-            yield mask[start : start + batch_size]
