@@ -132,19 +132,26 @@ def download_model(spec: ModelSpec, models_dir: Path, endpoint: str | None = Non
 
 
 def _download_file(spec: ModelSpec, repo_path: str, target: Path, endpoint: str | None) -> None:
+    # huggingface_hub keeps a failed download's partial data in <folder>/.cache, so the next try resumes
+    by_hand = f"put {spec.weights_file} and {spec.tags_file} in {target.parent} by hand"
+    _hub_download(spec.repo_id, repo_path, spec.revision, target.parent, target, endpoint, by_hand)
+
+
+def _hub_download(
+    repo_id: str, repo_path: str, revision: str, local_dir: Path, target: Path, endpoint: str | None, by_hand: str
+) -> None:
+    """Download one file with huggingface_hub into ``local_dir`` and move it to ``target`` when complete."""
     from huggingface_hub import hf_hub_download  # deferred: only needed when something is missing
 
     try:
-        fetched = Path(
-            hf_hub_download(spec.repo_id, repo_path, revision=spec.revision, local_dir=target.parent, endpoint=endpoint)
-        )
+        fetched = Path(hf_hub_download(repo_id, repo_path, revision=revision, local_dir=local_dir, endpoint=endpoint))
+        if fetched.resolve() != target.resolve():
+            os.replace(fetched, target)  # the repo's subfolders are flattened away
     except Exception as error:  # huggingface_hub and its HTTP client raise many kinds; all mean "not fetched"
         raise DownloadError(
-            f"could not download {spec.repo_id}/{repo_path} into {target.parent}: {error}. Without network "
-            f"access, put {spec.weights_file} and {spec.tags_file} in {target.parent} by hand."
+            f"could not download {repo_id}/{repo_path} into {target.parent}: {error}. Without network access, "
+            f"{by_hand}."
         ) from error
-    if fetched.resolve() != target.resolve():
-        os.replace(fetched, target)  # the repo's subfolder is flattened into the model folder
 
 
 def _files_at_path(path: Path) -> ModelFiles:
@@ -199,20 +206,11 @@ def resolve_tag_table(table: str | Path, models_dirs: list[Path] | None = None, 
 
 def download_tag_table(spec: TagTableSpec, models_dir: Path, endpoint: str | None = None) -> Path:
     """Fetch a known tag table into ``<models_dir>/<name>`` with huggingface_hub (same settings as models)."""
-    from huggingface_hub import hf_hub_download  # deferred: only needed when something is missing
-
     target = Path(models_dir) / spec.name
     staging = Path(models_dir) / ".tag-table-download"  # hidden, so a half download is never listed
     try:
-        fetched = hf_hub_download(
-            spec.repo_id, spec.repo_path, revision=spec.revision, local_dir=staging, endpoint=endpoint
-        )
-        os.replace(fetched, target)
-    except Exception as error:  # huggingface_hub and its HTTP client raise many kinds; all mean "not fetched"
-        raise DownloadError(
-            f"could not download {spec.repo_id}/{spec.repo_path} into {target}: {error}. Without network access, "
-            f"put {spec.name} in {models_dir} by hand."
-        ) from error
+        by_hand = f"put {spec.name} in {models_dir} by hand"
+        _hub_download(spec.repo_id, spec.repo_path, spec.revision, staging, target, endpoint, by_hand)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)  # a small file: nothing worth resuming
     return target
