@@ -36,11 +36,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 from checkpoints import write_checkpoint  # noqa: E402
 
 from jtp_core import TagOptions, load_tagger, tag_result  # noqa: E402
-from jtp_core.caption import CaptionRequest, caption_images  # noqa: E402
-from jtp_core.caption_files import caption_path, write_caption  # noqa: E402
-from jtp_core.fast_jpeg import preprocess_file  # noqa: E402
-from jtp_core.images import iter_image_files, open_image  # noqa: E402
-from jtp_core.preprocess import preprocess_pil  # noqa: E402
+from jtp_core.captioning.caption import CaptionRequest, caption_images  # noqa: E402
+from jtp_core.captioning.caption_files import caption_path, write_caption  # noqa: E402
+from jtp_core.families.pilot.fast_jpeg import preprocess_file  # noqa: E402
+from jtp_core.families.pilot.preprocess import preprocess_pil  # noqa: E402
+from jtp_core.inference.images import iter_image_files, open_image  # noqa: E402
 
 
 def generate(folder: Path, count: int, min_mp: float, max_mp: float, seed: int = 0) -> int:
@@ -107,8 +107,8 @@ def real_size_tagger(seed: int = 0):
     """The real JTP architecture with random weights, its head spread so scores look like a tagger's."""
     import torch
 
-    from jtp_core.architecture import VitConfig, build_model
-    from jtp_core.tagger import Tagger
+    from jtp_core.families.pilot.architecture import VitConfig, build_model
+    from jtp_core.inference.tagger import Tagger
 
     torch.manual_seed(seed)
     num_tags = 9083

@@ -3,7 +3,7 @@
 The reference loop is what RedRocket's demo app and its peers do: one image per forward pass, Pillow
 preprocessing inline, a plain timm model plus sigmoid in fp32 (fp16 on a GPU). The project's path loads
 through jtp_core (safetensors → Tagger), decodes ahead of the model and runs batches, in each precision
-worth comparing. Weights are random (the real-size architecture from jtp_core.architecture, nothing is
+worth comparing. Weights are random (the real-size architecture from jtp_core.families.pilot.architecture, nothing is
 downloaded) unless --checkpoint points at a model folder; images are synthetic 1-4 MP JPEGs.
 
 Every mode lives in its own process (so its peak memory is its own) and the modes take turns on the same
@@ -36,7 +36,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from jtp_core.architecture import SO400M, TIMM_NAME, VitConfig, build_model  # noqa: E402
+from jtp_core.families.pilot.architecture import SO400M, TIMM_NAME, VitConfig, build_model  # noqa: E402
 
 GFLOP_PER_IMAGE = 670.0  # So400m at 384²: ≈ 335 GMAC per image
 TINY = VitConfig(embed_dim=72, depth=2, num_heads=1, mlp_hidden=144)
@@ -102,9 +102,9 @@ class ProjectRunner:
 
     def run(self, paths: list[Path], batch_size: int) -> torch.Tensor:
         try:
-            from jtp_core.streaming import load_model_input, stream_batches
+            from jtp_core.inference.streaming import load_model_input, stream_batches
         except ImportError:  # the threaded decoder is another module's; fall back to decoding in this thread
-            from jtp_core.images import open_image
+            from jtp_core.inference.images import open_image
 
             return self.tagger.predict_pils((open_image(path) for path in paths), batch_size=batch_size)
         size = self.tagger.input_size
@@ -299,7 +299,7 @@ def run(args: argparse.Namespace) -> dict:
         model_dir = Path(args.checkpoint) if args.checkpoint else write_random_checkpoint(scratch / "model", config)
         paths = write_jpegs(scratch / "images", args.images)
         if device.type == "cuda":
-            from jtp_core.devices import gpu_batch_size
+            from jtp_core.inference.devices import gpu_batch_size
 
             project_batch = args.gpu_batch or gpu_batch_size(device)
         else:

@@ -8,12 +8,12 @@ The few calls every front end uses::
 """
 
 from .errors import CheckpointError, DownloadError, ImageError, JTPError, ModelNotFoundError
-from .files import ModelFiles, available_models, default_models_dir, resolve_model
-from .known_models import DEFAULT_MODEL, KNOWN_MODELS, ModelSpec
-from .postprocess import TagOptions, TagResult, parse_tag_list, tag_result, tag_results
-from .preprocess import preprocess_image_tensor, preprocess_pil
-from .tag_table import TagTable, load_tag_table, read_tag_table
-from .tagger import Tagger, load_tagger, load_tagger_from_files
+from .families.pilot.preprocess import preprocess_image_tensor, preprocess_pil
+from .hub.files import ModelFiles, available_models, default_models_dir, resolve_model
+from .hub.known_models import DEFAULT_MODEL, KNOWN_MODELS, ModelSpec
+from .inference.tagger import Tagger, load_tagger, load_tagger_from_files
+from .tags.postprocess import TagOptions, TagResult, parse_tag_list, tag_result, tag_results
+from .tags.tag_table import TagTable, load_tag_table, read_tag_table
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -26,11 +26,11 @@ from PIL import Image, UnidentifiedImageError
 
 from jtp_core import DEFAULT_MODEL, JTPError, Tagger, TagOptions, TagResult, load_tagger, tag_results
 from jtp_core.errors import DownloadError, ImageError, ModelNotFoundError
-from jtp_core.files import available_models, list_local_models
-from jtp_core.postprocess import ORDERS, parse_tag_list
+from jtp_core.hub.files import available_models, list_local_models
+from jtp_core.tags.postprocess import ORDERS, parse_tag_list
 
 if TYPE_CHECKING:
-    from jtp_core.caption import CaptionRequest, CaptionSummary
+    from jtp_core.captioning.caption import CaptionRequest, CaptionSummary
 
 ProgressCallback = Callable[[int, int], None]
 Loader = Callable[..., Tagger]
@@ -159,11 +159,11 @@ class TaggerService:
     def caption(
         self, request: CaptionRequest, model: str | None = None, on_progress: ProgressCallback | None = None
     ) -> CaptionSummary:
-        """Run the folder captioning pipeline (a ``jtp_core.caption.CaptionRequest``) with the shared model.
+        """Run the folder captioning pipeline (a ``jtp_core.captioning.caption.CaptionRequest``) with the shared model.
 
         A folder where every image is already captioned loads no model.
         """
-        from jtp_core.caption import plan_captions, run_plan  # deferred: only the batch section needs it
+        from jtp_core.captioning.caption import plan_captions, run_plan  # deferred: only the batch section needs it
 
         if request.batch_size is None and self.config.batch_size:
             request = dataclasses.replace(request, batch_size=self.config.batch_size)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jtp_core import DEFAULT_MODEL, TagOptions, parse_tag_list
-from jtp_core.devices import DEVICES, PRECISIONS
+from jtp_core.inference.devices import DEVICES, PRECISIONS
 
 from .service import ServiceConfig
 

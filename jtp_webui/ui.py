@@ -17,8 +17,8 @@ from typing import Any
 from PIL import Image
 
 from jtp_core import JTPError, TagOptions, parse_tag_list
-from jtp_core.caption_files import MODES as CAPTION_MODES
-from jtp_core.postprocess import ORDERS
+from jtp_core.captioning.caption_files import MODES as CAPTION_MODES
+from jtp_core.tags.postprocess import ORDERS
 
 from .service import TaggerService
 
@@ -83,7 +83,7 @@ class TabActions:
         progress: Callable[..., Any] | None = None,
     ) -> str:
         """Caption a folder with the captioning pipeline; → its summary."""
-        from jtp_core.caption import CaptionRequest
+        from jtp_core.captioning.caption import CaptionRequest
 
         if not folder or not folder.strip():
             raise ValueError("Give the folder of images to caption.")

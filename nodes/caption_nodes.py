@@ -11,11 +11,11 @@ import torch
 from PIL import Image
 
 from ..jtp_core import ImageError, JTPError, parse_tag_list
-from ..jtp_core.architecture import INPUT_SIZE
-from ..jtp_core.caption import CaptionRequest, plan_captions, run_plan, save_captions
-from ..jtp_core.caption_files import MODES
-from ..jtp_core.fast_jpeg import load_for_model
-from ..jtp_core.images import IMAGE_EXTENSIONS, iter_image_files
+from ..jtp_core.captioning.caption import CaptionRequest, plan_captions, run_plan, save_captions
+from ..jtp_core.captioning.caption_files import MODES
+from ..jtp_core.families.pilot.architecture import INPUT_SIZE
+from ..jtp_core.families.pilot.fast_jpeg import load_for_model
+from ..jtp_core.inference.images import IMAGE_EXTENSIONS, iter_image_files
 from .comfy_host import JTPModel, progress_reporter
 from .inputs import CATEGORY, batch_size_input, format_inputs, jtp_model_input, tag_options_input
 from .inputs import tag_options as _tag_options

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from ..jtp_core import Tagger, load_tagger
-from ..jtp_core.devices import pick_device, pick_dtype
+from ..jtp_core.inference.devices import pick_device, pick_dtype
 
 FOLDER_NAME = "jtp"
 

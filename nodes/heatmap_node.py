@@ -6,8 +6,8 @@ import json
 
 import torch
 
-from ..jtp_core import heatmap_render as render
-from ..jtp_core.heatmap import tag_heatmaps_image_tensor
+from ..jtp_core.heatmaps import render
+from ..jtp_core.heatmaps.heatmap import tag_heatmaps_image_tensor
 from .comfy_host import JTPModel, progress_reporter
 from .inputs import CATEGORY, batch_size_input, jtp_model_input, transparency_input
 

@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from ..jtp_core import TagOptions, parse_tag_list
-from ..jtp_core.postprocess import ORDERS
+from ..jtp_core.tags.postprocess import ORDERS
 
 JTP_MODEL = "JTP_MODEL"
 # A JTP_TAG_OPTIONS wire carries a dict of TagOptions fields that override the node's own widgets.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..jtp_core import DEFAULT_MODEL, available_models
-from ..jtp_core.devices import DEVICES, PRECISIONS
+from ..jtp_core.inference.devices import DEVICES, PRECISIONS
 from .comfy_host import JTPModel, load_jtp_model, model_dirs
 from .inputs import CATEGORY, JTP_MODEL
 

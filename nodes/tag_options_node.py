@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..jtp_core import TagOptions
-from ..jtp_core.files import list_tag_tables
-from ..jtp_core.known_models import DEFAULT_TAG_TABLE
-from ..jtp_core.tag_knowledge import IMPLICATIONS, needs_tag_table, parse_category_values
-from ..jtp_core.tag_table import GROUP_ORDER, load_tag_table
+from ..jtp_core.hub.files import list_tag_tables
+from ..jtp_core.hub.known_models import DEFAULT_TAG_TABLE
+from ..jtp_core.tags.tag_knowledge import IMPLICATIONS, needs_tag_table, parse_category_values
+from ..jtp_core.tags.tag_table import GROUP_ORDER, load_tag_table
 from .comfy_host import model_dirs
 from .inputs import CATEGORY, JTP_TAG_OPTIONS, tag_options_input
 

@@ -15,7 +15,7 @@ from typing import Any
 from modules import script_callbacks, shared
 
 import jtp_core  # noqa: F401 - loaded now, while the extension folder is on sys.path
-import jtp_core.caption  # noqa: F401 - the tab's folder captioning imports it later
+import jtp_core.captioning.caption  # noqa: F401 - the tab's folder captioning imports it later
 from jtp_webui import api, settings, ui
 from jtp_webui.service import ServiceConfig, TaggerService
 

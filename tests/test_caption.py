@@ -13,12 +13,12 @@ import torch
 from PIL import Image
 
 from jtp_core import TagOptions, tag_result
-from jtp_core.atomic_write import atomic_write_text
-from jtp_core.caption import CaptionRequest, caption_images, plan_captions, save_captions
-from jtp_core.caption_files import caption_tag_key, merge_caption
-from jtp_core.images import open_image
-from jtp_core.postprocess import normalize_tag
-from jtp_core.streaming import stream_batches
+from jtp_core.captioning.atomic_write import atomic_write_text
+from jtp_core.captioning.caption import CaptionRequest, caption_images, plan_captions, save_captions
+from jtp_core.captioning.caption_files import caption_tag_key, merge_caption
+from jtp_core.inference.images import open_image
+from jtp_core.inference.streaming import stream_batches
+from jtp_core.tags.postprocess import normalize_tag
 
 ALL_TAGS = TagOptions(threshold=0.0, max_tags=0)  # every one of the tiny model's 16 tags, by score
 

@@ -14,8 +14,8 @@ import numpy as np
 from PIL import Image
 
 from jtp_core import TagOptions
-from jtp_core.caption import CaptionRequest, caption_images
-from jtp_core.cli import main
+from jtp_core.captioning.caption import CaptionRequest, caption_images
+from jtp_core.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from jtp_core import TagOptions, tag_result
-from jtp_core.images import open_image
+from jtp_core.inference.images import open_image
 
 
 def _model(standin, pack, checkpoint):

@@ -8,8 +8,8 @@ from checkpoints import build_timm_model, write_checkpoint
 from safetensors.torch import load_file, save_file
 
 from jtp_core import CheckpointError, load_tagger
-from jtp_core.architecture import SO400M, build_model, head_variant, layout_problems
-from jtp_core.checkpoint import load_model
+from jtp_core.families.pilot.architecture import SO400M, build_model, head_variant, layout_problems
+from jtp_core.families.pilot.checkpoint import load_model
 
 REAL_TAGS = 9083
 
@@ -40,7 +40,7 @@ def test_real_size_layout_matches_timm_and_is_read_back_from_shapes():
     with torch.device("meta"):
         reference = timm.create_model("vit_so400m_patch14_siglip_384", pretrained=False, num_classes=REAL_TAGS)
     shapes = {key: tuple(t.shape) for key, t in reference.state_dict().items()}
-    from jtp_core.architecture import infer_config
+    from jtp_core.families.pilot.architecture import infer_config
 
     assert infer_config(shapes) == SO400M
     assert head_variant(shapes) == ("linear", REAL_TAGS)

@@ -8,12 +8,12 @@ import pytest
 import torch
 from PIL import Image, JpegImagePlugin
 
-from jtp_core.caption import CaptionRequest, caption_images
-from jtp_core.caption_cli import run_caption  # noqa: F401  (the CLI module must import cleanly)
-from jtp_core.cli import build_parser
-from jtp_core.fast_jpeg import open_for_model, preprocess_file
-from jtp_core.preprocess import fit_size
-from jtp_core.streaming import should_pin, stack_batch, stream_batches
+from jtp_core.captioning.caption import CaptionRequest, caption_images
+from jtp_core.cli.caption import run_caption  # noqa: F401  (the CLI module must import cleanly)
+from jtp_core.cli.main import build_parser
+from jtp_core.families.pilot.fast_jpeg import open_for_model, preprocess_file
+from jtp_core.families.pilot.preprocess import fit_size
+from jtp_core.inference.streaming import should_pin, stack_batch, stream_batches
 
 # One 8-bit level in model-input units ([-1, 1] spans 255 levels over 2.0).
 LEVEL = 2 / 255
@@ -106,7 +106,7 @@ def test_cli_flags(tmp_path):
 
 
 def test_tag_command_fast_jpeg_drafts(tmp_path, linear_checkpoint, drafts, capsys):
-    from jtp_core.cli import main
+    from jtp_core.cli.main import main
 
     image = photo(tmp_path / "a.jpg", 1200, 900, quality=90)
     assert main(["tag", str(image), "--model", str(linear_checkpoint), "--device", "cpu"]) == 0

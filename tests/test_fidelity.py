@@ -9,7 +9,7 @@ import torch
 from checkpoints import build_timm_model
 from PIL import Image
 
-from jtp_core.preprocess import image_tensor_to_pils
+from jtp_core.families.pilot.preprocess import image_tensor_to_pils
 
 SIZE = 384
 

@@ -9,7 +9,7 @@ import pytest
 from fake_hub import FakeHub, serve
 
 from jtp_core import KNOWN_MODELS, DownloadError, ModelNotFoundError, resolve_model
-from jtp_core.files import available_models, default_models_dir, download_model
+from jtp_core.hub.files import available_models, default_models_dir, download_model
 
 ROOT = Path(__file__).resolve().parent.parent
 PILOT = KNOWN_MODELS["JTP_PILOT"]

@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from jtp_core.gpu_preprocess import lanczos_coefficients, preprocess_image_batch, resize_rgba
-from jtp_core.preprocess import fit_rgba, fit_size, preprocess_image_tensor
+from jtp_core.families.pilot.gpu_preprocess import lanczos_coefficients, preprocess_image_batch, resize_rgba
+from jtp_core.families.pilot.preprocess import fit_rgba, fit_size, preprocess_image_tensor
 
 # (height, width): 1x1, very wide and tall, exactly 384², upscales, one-axis-only, large downscales;
 # (2000, 5) and (1027, 513) take Pillow 13's vertical-pass-first order
@@ -100,7 +100,7 @@ def test_fully_transparent_image_becomes_flat_gray():
 
 
 def test_large_batches_are_resized_in_steps_with_their_own_masks(monkeypatch):
-    import jtp_core.gpu_preprocess as gpu
+    import jtp_core.families.pilot.gpu_preprocess as gpu
 
     images = torch.rand(5, 30, 50, 3)
     mask = torch.rand(5, 30, 50)

@@ -153,7 +153,7 @@ def assert_unseen_border_dark(mask: torch.Tensor, box, edge: str, label=""):
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_heatmap_lights_the_drawn_region_on_the_original_image(region_tagger, case):
-    from jtp_core.heatmap import tag_heatmaps
+    from jtp_core.heatmaps.heatmap import tag_heatmaps
 
     image, red, blue, edge = _case_image(case)
     with torch.inference_mode():  # ComfyUI runs nodes like this
@@ -168,7 +168,7 @@ def test_heatmap_lights_the_drawn_region_on_the_original_image(region_tagger, ca
 
 
 def test_scores_are_the_models_probabilities_and_top_n_picks_per_image(region_tagger):
-    from jtp_core.heatmap import tag_heatmaps
+    from jtp_core.heatmaps.heatmap import tag_heatmaps
 
     landscape, *_ = _case_image("landscape")
     square, *_ = _case_image("square")
@@ -183,7 +183,7 @@ def test_scores_are_the_models_probabilities_and_top_n_picks_per_image(region_ta
 
 
 def test_model_is_left_exactly_as_it_was(region_tagger):
-    from jtp_core.heatmap import tag_heatmaps
+    from jtp_core.heatmaps.heatmap import tag_heatmaps
 
     model = region_tagger.model
     before = {name: (p.requires_grad, p.dtype, p.clone()) for name, p in model.named_parameters()}
@@ -206,7 +206,7 @@ def test_model_is_left_exactly_as_it_was(region_tagger):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_precision_gives_the_same_alignment(region_checkpoint, dtype):
     from jtp_core import load_tagger
-    from jtp_core.heatmap import tag_heatmaps
+    from jtp_core.heatmaps.heatmap import tag_heatmaps
 
     tagger = load_tagger(region_checkpoint, device="cpu", precision={torch.bfloat16: "bf16"}.get(dtype, "fp16"))
     image, red, blue, edge = _case_image("landscape")
@@ -220,7 +220,7 @@ def test_half_precision_gives_the_same_alignment(region_checkpoint, dtype):
 
 def test_tag_names_are_forgiving_and_unknown_tags_name_close_matches():
     from jtp_core.errors import UnknownTagError
-    from jtp_core.heatmap import TagQuery, parse_tag_query
+    from jtp_core.heatmaps.heatmap import TagQuery, parse_tag_query
 
     tags = tiny_tags(16)
     query = parse_tag_query(r"Red Hat, membrane \(anatomy\), red_hat, blue eyes, top 2", tags)
@@ -232,7 +232,7 @@ def test_tag_names_are_forgiving_and_unknown_tags_name_close_matches():
 
 
 def test_cam_to_image_places_the_grid_on_the_padded_square():
-    from jtp_core.heatmap import cam_to_image
+    from jtp_core.heatmaps.heatmap import cam_to_image
 
     cam = torch.zeros(GRID, GRID)
     cam[:, 0] = 1.0  # the first column of patches: padded x in [0, 14)
@@ -249,8 +249,8 @@ def test_cam_to_image_places_the_grid_on_the_padded_square():
 # --- mask and overlay helpers ------------------------------------------------------------------------------
 
 def test_render_helpers():
-    from jtp_core.heatmap import Heatmap
-    from jtp_core.heatmap_render import colorize, combine_heatmaps, feather, overlay, threshold_mask
+    from jtp_core.heatmaps.heatmap import Heatmap
+    from jtp_core.heatmaps.render import colorize, combine_heatmaps, feather, overlay, threshold_mask
 
     jet = colorize(torch.tensor([[0.0, 0.5, 1.0]]))
     assert torch.allclose(jet[0, 0], torch.tensor([0.0, 0.0, 0.5]))  # cold = dark blue
@@ -363,7 +363,7 @@ def test_cli_writes_overlay_and_mask_pngs(tmp_path, region_checkpoint):
 
 
 def test_cli_unknown_tag_is_a_clear_error(tmp_path, region_checkpoint, capsys):
-    from jtp_core.cli import main
+    from jtp_core.cli.main import main
 
     Image.new("RGB", (50, 40)).save(tmp_path / "in.png")
     code = main(["heatmap", str(tmp_path / "in.png"), "--tag", "blue eye", "--model", str(region_checkpoint),
@@ -401,7 +401,7 @@ def test_heatmap_node_is_an_output_node(comfy):
 
 def test_int8_model_maps_the_same_region(tmp_path, region_checkpoint):
     """int8 quantizes the backbone only: the attention-pool head keeps the gradient Grad-CAM needs."""
-    from jtp_core.cli import main
+    from jtp_core.cli.main import main
 
     image, red, *_ = _case_image("landscape")
     image.save(tmp_path / "in.png")
@@ -413,7 +413,7 @@ def test_int8_model_maps_the_same_region(tmp_path, region_checkpoint):
 
 
 def test_cli_unwritable_output_is_a_clear_error(tmp_path, region_checkpoint, capsys):
-    from jtp_core.cli import main
+    from jtp_core.cli.main import main
 
     Image.new("RGB", (50, 40)).save(tmp_path / "in.png")
     (tmp_path / "file").write_text("not a folder")

@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from jtp_core import load_tagger
-from jtp_core.cli import build_parser
-from jtp_core.devices import (
+from jtp_core.cli.main import build_parser
+from jtp_core.families.pilot.gpu_preprocess import preprocess_image_batch
+from jtp_core.families.pilot.preprocess import preprocess_image_tensor
+from jtp_core.inference.devices import (
     CPU_BATCH_SIZE,
     GPU_MAX_BATCH,
     PRECISIONS,
@@ -21,10 +23,8 @@ from jtp_core.devices import (
     gpu_batch_size,
     pick_dtype,
 )
-from jtp_core.gpu_preprocess import preprocess_image_batch
-from jtp_core.preprocess import preprocess_image_tensor
-from jtp_core.quantize import is_quantized
-from jtp_core.tagger import Tagger, _tensor_preprocessor
+from jtp_core.inference.quantize import is_quantized
+from jtp_core.inference.tagger import Tagger, _tensor_preprocessor
 
 GIB = 2**30
 
@@ -85,7 +85,7 @@ def test_loader_node_offers_int8_and_tags_on_the_cpu(comfy, linear_checkpoint, t
 
 def _tagger_with(tiny_tagger, compile_fn) -> Tagger:
     tagger = Tagger(tiny_tagger.model, tiny_tagger.tags, tiny_tagger.variant, compile_model=True)
-    from jtp_core.compiled import CompiledForward
+    from jtp_core.inference.compiled import CompiledForward
 
     tagger._compiled = CompiledForward(tagger.model, compile_fn=compile_fn)
     return tagger
@@ -99,7 +99,7 @@ def test_compile_failure_falls_back_to_eager_once(tiny_tagger, pixels, caplog):
         raise RuntimeError("inductor: no C++ compiler found")
 
     tagger = _tagger_with(tiny_tagger, lambda model: broken_compiled)
-    with caplog.at_level(logging.WARNING, logger="jtp_core.compiled"):
+    with caplog.at_level(logging.WARNING, logger="jtp_core.inference.compiled"):
         got = tagger.predict(pixels, batch_size=2)
     assert torch.equal(got, tiny_tagger.predict(pixels, batch_size=2))  # same scores, no error
     assert len(calls) == 1  # given up after the first failure, not retried per chunk
@@ -166,13 +166,13 @@ def test_threads_are_lowered_to_the_usable_cpus_only(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     try:
         torch.set_num_threads(4)
-        monkeypatch.setattr("jtp_core.devices.usable_cpus", lambda: 1)
+        monkeypatch.setattr("jtp_core.inference.devices.usable_cpus", lambda: 1)
         assert fit_cpu_threads() == 1
-        monkeypatch.setattr("jtp_core.devices.usable_cpus", lambda: 8)
+        monkeypatch.setattr("jtp_core.inference.devices.usable_cpus", lambda: 8)
         assert fit_cpu_threads() == 1  # never raised
         monkeypatch.setenv("OMP_NUM_THREADS", "3")
         torch.set_num_threads(3)
-        monkeypatch.setattr("jtp_core.devices.usable_cpus", lambda: 1)
+        monkeypatch.setattr("jtp_core.inference.devices.usable_cpus", lambda: 1)
         assert fit_cpu_threads() == 3  # the user's explicit setting wins
     finally:
         torch.set_num_threads(before)

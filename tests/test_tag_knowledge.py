@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 from jtp_core import TagOptions, tag_result
-from jtp_core.postprocess import select_tags
-from jtp_core.tag_knowledge import parse_category_values
-from jtp_core.tag_table import parse_tag_table
+from jtp_core.tags.postprocess import select_tags
+from jtp_core.tags.tag_knowledge import parse_category_values
+from jtp_core.tags.tag_table import parse_tag_table
 
 TABLE = parse_tag_table("""tag,category,implications
 wolf,5,canis
@@ -178,7 +178,7 @@ blue_eyes,0,
 
 
 def test_cli_flags_reach_the_tag_command(tmp_path, linear_checkpoint, capsys):
-    from jtp_core.cli import main
+    from jtp_core.cli.main import main
 
     Image.new("RGB", (50, 40), (120, 80, 200)).save(tmp_path / "a.png")
     (tmp_path / "tiny.csv").write_text(TINY_TABLE)
@@ -196,7 +196,7 @@ def test_cli_flags_reach_the_tag_command(tmp_path, linear_checkpoint, capsys):
 
 
 def test_cli_offline_without_the_table_is_a_clear_error(tmp_path, linear_checkpoint, capsys):
-    from jtp_core.cli import main
+    from jtp_core.cli.main import main
 
     Image.new("RGB", (50, 40)).save(tmp_path / "a.png")
     code = main(["tag", str(tmp_path / "a.png"), "--model", str(linear_checkpoint), "--models-dir", str(tmp_path),
@@ -260,7 +260,7 @@ def test_tag_options_node_reports_bad_settings(comfy):
 
 
 def test_grouping_flags_never_swallow_the_image_path():
-    from jtp_core.cli import build_parser
+    from jtp_core.cli.main import build_parser
 
     args = build_parser().parse_args(["tag", "--group-by-category", "img.png"])
     assert args.images == ["img.png"] and args.group_by_category and args.category_order == ""

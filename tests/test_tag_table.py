@@ -5,9 +5,9 @@ from fake_hub import FakeHub, serve
 
 from jtp_core import DownloadError, TagTable, load_tag_table, read_tag_table
 from jtp_core.errors import TagTableError
-from jtp_core.files import download_tag_table, list_tag_tables, resolve_tag_table
-from jtp_core.known_models import DEFAULT_TAG_TABLE, KNOWN_TAG_TABLES
-from jtp_core.tag_table import parse_tag_table
+from jtp_core.hub.files import download_tag_table, list_tag_tables, resolve_tag_table
+from jtp_core.hub.known_models import DEFAULT_TAG_TABLE, KNOWN_TAG_TABLES
+from jtp_core.tags.tag_table import parse_tag_table
 
 CANIDS = """tag,category,implications
 wolf,5,canis

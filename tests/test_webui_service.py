@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from jtp_core import TagOptions, load_tagger
-from jtp_core.devices import DEVICES, PRECISIONS
+from jtp_core.inference.devices import DEVICES, PRECISIONS
 from jtp_webui import settings
 from jtp_webui.service import _OPTION_CHECKS, OPTION_FIELDS, RequestError, ServiceConfig, TaggerService, decode_image
 
@@ -86,7 +86,7 @@ def test_one_model_in_memory_swapped_on_change(models):
 
 
 def test_caption_of_a_finished_folder_loads_no_model(models, tmp_path):
-    from jtp_core.caption import CaptionRequest
+    from jtp_core.captioning.caption import CaptionRequest
 
     folder = tmp_path / "done"
     folder.mkdir()

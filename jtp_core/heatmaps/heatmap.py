@@ -22,11 +22,13 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .architecture import HEAD_MODULES  # the parts forward_head uses: they run in float32 with gradients
-from .errors import UnknownTagError
-from .postprocess import normalize_tag, parse_tag_list
-from .preprocess import fit_size, image_tensor_to_pils, preprocess_pils
-from .tagger import ProgressCallback, Tagger
+from ..errors import UnknownTagError
+from ..families.pilot.architecture import (
+    HEAD_MODULES,  # the parts forward_head uses: they run in float32 with gradients
+)
+from ..families.pilot.preprocess import fit_size, image_tensor_to_pils, preprocess_pils
+from ..inference.tagger import ProgressCallback, Tagger
+from ..tags.postprocess import normalize_tag, parse_tag_list
 
 _TOP = re.compile(r"top\s*(\d+)", re.IGNORECASE)
 

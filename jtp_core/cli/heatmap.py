@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .cli import add_model_arguments, tagger_from_args
-from .heatmap_render import COLORMAPS, combine_heatmaps, feather, overlay, threshold_mask
-from .images import open_image
+from ..heatmaps.render import COLORMAPS, combine_heatmaps, feather, overlay, threshold_mask
+from ..inference.images import open_image
+from .main import add_model_arguments, tagger_from_args
 
 
 def add_heatmap_command(commands) -> None:
@@ -44,7 +44,7 @@ def add_heatmap_command(commands) -> None:
 
 
 def run_heatmap(args: argparse.Namespace) -> int:
-    from .heatmap import parse_tag_query, tag_heatmaps  # deferred: keeps --help fast
+    from ..heatmaps.heatmap import parse_tag_query, tag_heatmaps  # deferred: keeps --help fast
 
     image = open_image(args.image)
     tagger = tagger_from_args(args)

@@ -11,7 +11,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DownloadError, ModelNotFoundError, TagTableError
+from ..errors import DownloadError, ModelNotFoundError, TagTableError
 from .known_models import KNOWN_MODELS, KNOWN_TAG_TABLES, ModelSpec, TagTableSpec
 
 MODELS_DIR_ENV = "JTP_MODELS_DIR"

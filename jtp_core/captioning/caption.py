@@ -23,6 +23,11 @@ from typing import Any
 
 import torch
 
+from ..errors import JTPError
+from ..inference.images import IMAGE_EXTENSIONS, iter_image_files
+from ..inference.streaming import load_model_input, should_pin, stream_batches
+from ..inference.tagger import Tagger
+from ..tags.postprocess import TagOptions, format_words, select_tags
 from .atomic_write import atomic_write_text
 from .caption_files import (
     CaptionFileError,
@@ -35,11 +40,6 @@ from .caption_files import (
     split_caption,
     write_caption,
 )
-from .errors import JTPError
-from .images import IMAGE_EXTENSIONS, iter_image_files
-from .postprocess import TagOptions, format_words, select_tags
-from .streaming import load_model_input, should_pin, stream_batches
-from .tagger import Tagger
 
 # Called after each batch with (images done, images to do); may raise to stop. What is done stays done.
 ProgressCallback = Callable[[int, int], None]

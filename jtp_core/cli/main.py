@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .devices import DEVICES, PRECISIONS
-from .errors import JTPError
-from .known_models import DEFAULT_MODEL
-from .postprocess import ORDERS, TagOptions, parse_tag_list, tag_result
+from ..errors import JTPError
+from ..hub.known_models import DEFAULT_MODEL
+from ..inference.devices import DEVICES, PRECISIONS
+from ..tags.postprocess import ORDERS, TagOptions, parse_tag_list, tag_result
 from .tag_knowledge_args import add_tag_knowledge_arguments, tag_knowledge_from_args
 
 
@@ -60,7 +60,7 @@ def options_from_args(args: argparse.Namespace) -> TagOptions:
 
 
 def tagger_from_args(args: argparse.Namespace):
-    from .tagger import load_tagger  # deferred: keeps --help fast
+    from ..inference.tagger import load_tagger  # deferred: keeps --help fast
 
     return load_tagger(
         args.model,
@@ -73,8 +73,8 @@ def tagger_from_args(args: argparse.Namespace):
 
 
 def run_tag(args: argparse.Namespace) -> int:
-    from .batch import tag_files
-    from .images import iter_image_files
+    from ..inference.batch import tag_files
+    from ..inference.images import iter_image_files
 
     options = options_from_args(args)
     paths = list(iter_image_files(args.images, recursive=args.recursive))
@@ -111,10 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(tag)
     add_format_arguments(tag)
     tag.set_defaults(run=run_tag)
-    from .caption_cli import add_caption_command  # here, not at the top: caption_cli imports this module
+    from .caption import add_caption_command  # here, not at the top: caption_cli imports this module
 
     add_caption_command(commands)
-    from .heatmap_cli import add_heatmap_command  # same reason as caption_cli
+    from .heatmap import add_heatmap_command  # same reason as caption_cli
 
     add_heatmap_command(commands)
     return parser

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .errors import ImageError
-from .images import open_image
+from ...errors import ImageError
+from ...inference.images import open_image
 from .preprocess import fit_size, preprocess_pil
 
 

@@ -17,8 +17,8 @@ from typing import Generic, TypeVar
 
 import torch
 
-from .errors import ImageError
-from .fast_jpeg import preprocess_file
+from ..errors import ImageError
+from ..families.pilot.fast_jpeg import preprocess_file
 
 Item = TypeVar("Item")
 

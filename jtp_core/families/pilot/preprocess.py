@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ...errors import ImageError
 from .architecture import INPUT_SIZE
-from .errors import ImageError
 
 
 def fit_size(height: int, width: int, size: int = INPUT_SIZE) -> tuple[int, int]:

@@ -16,8 +16,8 @@ import warnings
 import torch
 from torch import nn
 
-from .architecture import HEAD_MODULES
-from .errors import JTPError
+from ..errors import JTPError
+from ..families.pilot.architecture import HEAD_MODULES
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:

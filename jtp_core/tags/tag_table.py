@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from .errors import TagTableError
+from ..errors import TagTableError
 
 # e621's category numbers; "unknown" is for tags the table does not list
 CATEGORY_NUMBERS: dict[int, str] = {
@@ -162,6 +162,6 @@ def load_tag_table(
     download: bool = True,
 ) -> TagTable:
     """A known table's name (downloaded into the models dir when missing) or a CSV path → TagTable."""
-    from .files import resolve_tag_table  # deferred: files pulls in the model table
+    from ..hub.files import resolve_tag_table  # deferred: files pulls in the model table
 
     return read_tag_table(resolve_tag_table(table, models_dirs, download))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .known_models import DEFAULT_TAG_TABLE
-from .tag_knowledge import IMPLICATIONS, needs_tag_table, parse_category_values
-from .tag_table import GROUP_ORDER
+from ..hub.known_models import DEFAULT_TAG_TABLE
+from ..tags.tag_knowledge import IMPLICATIONS, needs_tag_table, parse_category_values
+from ..tags.tag_table import GROUP_ORDER
 
 
 def add_tag_knowledge_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +55,7 @@ def tag_knowledge_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "category_order": args.category_order,
     }
     if needs_tag_table(fields):
-        from .tag_table import load_tag_table
+        from ..tags.tag_table import load_tag_table
 
         fields["tag_table"] = load_tag_table(
             args.tag_table, getattr(args, "models_dir", None), download=not getattr(args, "offline", False)

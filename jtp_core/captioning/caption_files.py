@@ -19,9 +19,9 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..errors import JTPError
+from ..tags.postprocess import normalize_tag, parse_tag_list
 from .atomic_write import atomic_write_text
-from .errors import JTPError
-from .postprocess import normalize_tag, parse_tag_list
 
 MODES = ("skip", "overwrite", "append", "prepend")
 SIDECAR_SUFFIX = ".jtp.json"  # not "<stem>.json": gallery-dl and others keep their own metadata there

@@ -6,10 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from .caption_files import MODES
-from .cli import add_format_arguments, add_model_arguments, options_from_args, tagger_from_args
-from .errors import JTPError
-from .images import IMAGE_EXTENSIONS
+from ..captioning.caption_files import MODES
+from ..errors import JTPError
+from ..inference.images import IMAGE_EXTENSIONS
+from .main import add_format_arguments, add_model_arguments, options_from_args, tagger_from_args
 
 FAST_JPEG_HELP = (
     "decode JPEGs at reduced scale (libjpeg draft mode, never below the size the model needs): several times "
@@ -50,7 +50,7 @@ def add_caption_command(commands) -> None:
 
 
 def run_caption(args: argparse.Namespace) -> int:
-    from .caption import CaptionRequest, plan_captions, run_plan  # deferred: keeps --help fast
+    from ..captioning.caption import CaptionRequest, plan_captions, run_plan  # deferred: keeps --help fast
 
     request = CaptionRequest(
         inputs=args.inputs,

@@ -10,8 +10,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
+from ...errors import CheckpointError
 from .architecture import VitConfig, build_model, head_variant, infer_config, layout_problems
-from .errors import CheckpointError
 
 
 @dataclass

@@ -12,12 +12,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .checkpoint import load_model
+from ..families.pilot.checkpoint import load_model
+from ..families.pilot.gpu_preprocess import preprocess_image_batch
+from ..families.pilot.preprocess import check_mask_batch, mask_slice, preprocess_image_tensor, preprocess_pils
+from ..hub.files import ModelFiles, resolve_model
 from .compiled import CompiledForward
 from .devices import default_batch_size, fit_cpu_threads, pick_device, pick_dtype
-from .files import ModelFiles, resolve_model
-from .gpu_preprocess import preprocess_image_batch
-from .preprocess import check_mask_batch, mask_slice, preprocess_image_tensor, preprocess_pils
 
 # Called after each chunk with (images done, images in all); may raise to cancel between chunks.
 ProgressCallback = Callable[[int, int], None]

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .errors import CheckpointError
+from ...errors import CheckpointError
+from ...hub.known_models import GATED, LINEAR
 from .heads import GatedHead, SigmoidLinear
-from .known_models import GATED, LINEAR
 
 TIMM_NAME = "vit_so400m_patch14_siglip_384"
 INPUT_SIZE = 384

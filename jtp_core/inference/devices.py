@@ -11,7 +11,7 @@ import torch
 DEVICES = ("auto", "cuda", "mps", "cpu")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-CPU_ONLY_PRECISIONS = ("int8",)  # int8 = fp32 model whose backbone Linear layers are quantized (jtp_core.quantize)
+CPU_ONLY_PRECISIONS = ("int8",)  # int8 = fp32 model whose backbone Linear layers are quantized (inference.quantize)
 
 # Batch 1 measured fastest per image on a 2-core CPU at real size (benchmarks/bench_tagger.py; see the README)
 CPU_BATCH_SIZE = 1

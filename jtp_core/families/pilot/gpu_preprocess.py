@@ -9,7 +9,7 @@ GPU. The weights are split into signed 8-bit digits, so every product and partia
 2**24: float32 (and TF32) matmuls add them exactly, and the result equals Pillow's integer arithmetic
 instead of only approximating it.
 
-Used for ComfyUI IMAGE batches on CUDA; the CPU path stays Pillow (jtp_core.preprocess).
+Used for ComfyUI IMAGE batches on CUDA; the CPU path stays Pillow (jtp_core.families.pilot.preprocess).
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Caption files for training: planning, streaming, modes, atomic writes."""

@@ -1,0 +1,1 @@
+"""Command line: ``python -m jtp_core tag|caption|heatmap``."""

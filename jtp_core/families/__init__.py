@@ -1,0 +1,1 @@
+"""Model families: each package owns its architecture, checkpoint layout, preprocessing and labels."""

@@ -1,0 +1,1 @@
+"""Where in an image a tag comes from: maps, masks and overlays."""

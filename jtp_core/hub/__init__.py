@@ -1,0 +1,1 @@
+"""The known models and tag tables, where their files live, and downloading what is missing."""
