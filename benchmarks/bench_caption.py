@@ -70,8 +70,8 @@ def plain_loop(tagger, images: list[Path], output: Path, options: TagOptions) ->
     Returns (wall seconds, CPU seconds)."""
     started, cpu = time.perf_counter(), time.process_time()
     for path in images:
-        pixels = preprocess_pil(open_image(path), tagger.input_size)
-        probs = tagger.predict(pixels.unsqueeze(0), batch_size=1)[0]
+        pixels = preprocess_pil(open_image(path), tagger.preprocessor.size)
+        probs = tagger.predict({"pixels": pixels.unsqueeze(0)}, batch_size=1)[0]
         target = caption_path(path, path.parent, output)
         write_caption(target, tag_result(probs, tagger.tags, options).text, mode="overwrite")
     return time.perf_counter() - started, time.process_time() - cpu
@@ -92,10 +92,10 @@ def score_difference(tagger, images: list[Path], k: int = 10) -> tuple[float, fl
     """(max |score difference|, mean top-k overlap, top-1 agreement) between the exact and the fast decode."""
     import torch
 
-    exact = torch.stack([preprocess_file(path, tagger.input_size) for path in images])
-    fast = torch.stack([preprocess_file(path, tagger.input_size, fast_jpeg=True) for path in images])
-    probs_exact = tagger.predict(exact, batch_size=len(images))
-    probs_fast = tagger.predict(fast, batch_size=len(images))
+    exact = torch.stack([preprocess_file(path, tagger.preprocessor.size) for path in images])
+    fast = torch.stack([preprocess_file(path, tagger.preprocessor.size, fast_jpeg=True) for path in images])
+    probs_exact = tagger.predict({"pixels": exact}, batch_size=len(images))
+    probs_fast = tagger.predict({"pixels": fast}, batch_size=len(images))
     k = min(k, probs_exact.shape[1])
     top_exact, top_fast = probs_exact.topk(k).indices, probs_fast.topk(k).indices
     overlap = sum(len(set(a.tolist()) & set(b.tolist())) / k for a, b in zip(top_exact, top_fast, strict=True))
@@ -108,6 +108,8 @@ def real_size_tagger(seed: int = 0):
     import torch
 
     from jtp_core.families.pilot.architecture import VitConfig, build_model
+    from jtp_core.families.base import Labels
+    from jtp_core.families.pilot import PILOT, PilotPreprocessor
     from jtp_core.inference.tagger import Tagger
 
     torch.manual_seed(seed)
@@ -116,7 +118,8 @@ def real_size_tagger(seed: int = 0):
     with torch.no_grad():
         model.head.weight.normal_(0, 2.0 / model.head.weight.shape[1] ** 0.5)
         model.head.bias.normal_(-1.5, 1.0)
-    return Tagger(model=model, tags=[f"tag_{index}" for index in range(num_tags)], variant="linear", name="random")
+    labels = Labels([f"tag_{index}" for index in range(num_tags)])
+    return Tagger(model, labels, PILOT, PilotPreprocessor(), variant="linear", name="random")
 
 
 def compare_fast_jpeg(tagger, images: list[Path], work: Path, options: TagOptions, args) -> None:
@@ -125,7 +128,7 @@ def compare_fast_jpeg(tagger, images: list[Path], work: Path, options: TagOption
         print("fast JPEG: no JPEGs in the folder")
         return
     print(f"\nfast JPEG (draft mode, opt-in) on {len(jpegs)} JPEGs of the folder:")
-    exact_s, fast_s = (decode_seconds(jpegs, tagger.input_size, fast) for fast in (False, True))
+    exact_s, fast_s = (decode_seconds(jpegs, tagger.preprocessor.size, fast) for fast in (False, True))
     print(f"  decode+preprocess, 1 thread: exact {exact_s * 1e3:6.1f} ms/image, fast {fast_s * 1e3:6.1f} ms/image "
           f"({exact_s / fast_s:.2f}x)")
     rates = {}

@@ -107,10 +107,10 @@ class ProjectRunner:
             from jtp_core.inference.images import open_image
 
             return self.tagger.predict_pils((open_image(path) for path in paths), batch_size=batch_size)
-        size = self.tagger.input_size
+        preprocessor = self.tagger.preprocessor
         rows = [
-            self.tagger.predict(batch.pixels, batch_size=batch_size)
-            for batch in stream_batches(paths, lambda path: load_model_input(path, size), batch_size)
+            self.tagger.predict(batch.inputs, batch_size=batch_size)
+            for batch in stream_batches(paths, lambda path: load_model_input(path, preprocessor), batch_size)
         ]
         return torch.cat(rows)
 

@@ -20,6 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jtp_core.families.pilot.architecture import SO400M, build_model  # noqa: E402
 from jtp_core.heatmaps.heatmap import tag_heatmaps  # noqa: E402
+from jtp_core.families.base import Labels  # noqa: E402
+from jtp_core.families.pilot import PILOT, PilotPreprocessor  # noqa: E402
 from jtp_core.inference.tagger import Tagger  # noqa: E402
 
 
@@ -30,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     model = build_model(SO400M, "linear", 9083, device="cpu").requires_grad_(False)
-    tagger = Tagger(model=model, tags=[f"tag_{i}" for i in range(9083)], variant="linear")
+    tagger = Tagger(model, Labels([f"tag_{i}" for i in range(9083)]), PILOT, PilotPreprocessor(), variant="linear")
     images = [Image.new("RGB", (1024, 768), (i * 40 % 255, 90, 160)) for i in range(args.images)]
     with torch.inference_mode():
         tagger.predict_pils(images[:1])  # warm-up

@@ -254,13 +254,16 @@ def test_stream_keeps_order_and_bounds_memory():
         with lock:
             state["loaded"] += 1
             state["peak"] = max(state["peak"], state["loaded"] - state["consumed"])
-        return torch.full((1,), float(item))
+        return {"x": torch.full((1,), float(item))}
 
     items, failed = [], []
     for batch in stream_batches(range(200), load, batch_size=4, workers=3, prefetch=2):
         items += batch.items
         failed += batch.failed
-        assert batch.pixels is None or batch.pixels[:, 0].tolist() == [float(i) for i in batch.items]
+        if batch.items:  # each decoded item's tensor sits in its own row, in input order
+            assert batch.inputs["x"][:, 0].tolist() == [float(i) for i in batch.items]
+        else:
+            assert batch.inputs is None and batch.failed
         with lock:
             state["consumed"] += len(batch.items)
     assert items == [i for i in range(200) if i % 10 != 7]

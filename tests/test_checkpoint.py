@@ -110,7 +110,7 @@ def test_truncated_download(tmp_path):
 def test_not_a_jtp_checkpoint(tmp_path):
     save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(4, 4)}, str(tmp_path / "x.safetensors"))
     (tmp_path / "tags.json").write_text('{"a": 0}')
-    with pytest.raises(CheckpointError, match="does not look like a JTP checkpoint"):
+    with pytest.raises(CheckpointError, match="x.safetensors is not a JTP checkpoint"):
         load_tagger(tmp_path, device="cpu")
 
 

@@ -11,9 +11,10 @@ from PIL import Image, JpegImagePlugin
 from jtp_core.captioning.caption import CaptionRequest, caption_images
 from jtp_core.cli.caption import run_caption  # noqa: F401  (the CLI module must import cleanly)
 from jtp_core.cli.main import build_parser
+from jtp_core.families.base import stack_inputs
 from jtp_core.families.pilot.fast_jpeg import open_for_model, preprocess_file
 from jtp_core.families.pilot.preprocess import fit_size
-from jtp_core.inference.streaming import should_pin, stack_batch, stream_batches
+from jtp_core.inference.streaming import should_pin, stream_batches
 
 # One 8-bit level in model-input units ([-1, 1] spans 255 levels over 2.0).
 LEVEL = 2 / 255
@@ -124,17 +125,17 @@ def test_pin_only_for_cuda():
 
 def test_unpinned_batches_on_the_cpu_match_a_plain_stack():
     tensors = [torch.full((3, 4, 4), float(i)) for i in range(3)]
-    assert torch.equal(stack_batch(tensors), torch.stack(tensors))
-    (batch,) = stream_batches(range(3), lambda i: tensors[i], batch_size=3, workers=0)
-    assert torch.equal(batch.pixels, torch.stack(tensors))
+    assert torch.equal(stack_inputs([{"x": t} for t in tensors])["x"], torch.stack(tensors))
+    (batch,) = stream_batches(range(3), lambda i: {"x": tensors[i]}, batch_size=3, workers=0)
+    assert torch.equal(batch.inputs["x"], torch.stack(tensors))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned memory needs CUDA")
 def test_pinned_batches_on_cuda():
     tensors = [torch.full((3, 4, 4), float(i)) for i in range(5)]
-    batches = list(stream_batches(range(5), lambda i: tensors[i], batch_size=2, workers=1, pin_memory=True))
-    assert all(batch.pixels.is_pinned() for batch in batches)
-    assert torch.equal(torch.cat([batch.pixels for batch in batches]), torch.stack(tensors))
+    batches = list(stream_batches(range(5), lambda i: {"x": tensors[i]}, batch_size=2, workers=1, pin_memory=True))
+    assert all(batch.inputs["x"].is_pinned() for batch in batches)
+    assert torch.equal(torch.cat([batch.inputs["x"] for batch in batches]), torch.stack(tensors))
 
 
 def test_folder_nodes_have_an_off_by_default_fast_jpeg_widget(comfy, linear_checkpoint, tmp_path, drafts):
@@ -176,6 +177,6 @@ def test_fast_loader_node_then_tagger_sees_what_caption_folder_sees(comfy, tiny_
         str(folder), False, 0, 0, fast_jpeg=True
     )
     via_nodes = tiny_tagger.predict_image_tensor(image, mask)
-    via_folder = tiny_tagger.predict(preprocess_file(path, 384, fast_jpeg=True).unsqueeze(0))
+    via_folder = tiny_tagger.predict({"pixels": preprocess_file(path, 384, fast_jpeg=True).unsqueeze(0)})
     assert torch.allclose(via_nodes, via_folder, atol=1e-6)
 

@@ -13,6 +13,7 @@ from jtp_core.hub.files import available_models, default_models_dir, download_mo
 
 ROOT = Path(__file__).resolve().parent.parent
 PILOT = KNOWN_MODELS["JTP_PILOT"]
+SUBFOLDER = "JTP_PILOT"  # where the official repo keeps PILOT's two files
 
 
 def _official_layout(folder: Path, write_checkpoint) -> Path:
@@ -90,7 +91,7 @@ def test_available_models_lists_known_then_local(tmp_path, linear_checkpoint):
 
     shutil.copytree(linear_checkpoint, tmp_path / "MY_FINETUNE")
     (tmp_path / ".hidden").mkdir()
-    assert available_models([tmp_path]) == ["JTP_PILOT", "JTP_PILOT2", "MY_FINETUNE"]
+    assert available_models([tmp_path]) == [*KNOWN_MODELS, "MY_FINETUNE"]
 
 
 def test_default_models_dir_env_override(monkeypatch, tmp_path):
@@ -105,14 +106,14 @@ def test_download_puts_files_in_model_folder(tmp_path):
 
     source = _official_layout(tmp_path / "source", write_checkpoint)
     hub = FakeHub()
-    hub.add_folder(PILOT.repo_id, PILOT.subfolder, source)
+    hub.add_folder(PILOT.repo_id, SUBFOLDER, source)
     with serve(hub):
         files = download_model(PILOT, tmp_path / "models", endpoint=hub.url)
     folder = tmp_path / "models" / "JTP_PILOT"
     assert files.weights == folder / PILOT.weights_file
     assert files.weights.read_bytes() == (source / PILOT.weights_file).read_bytes()
     assert files.tags.read_bytes() == (source / "tags.json").read_bytes()
-    assert not (folder / PILOT.subfolder).exists()  # the repo's subfolder is flattened away
+    assert not (folder / SUBFOLDER).exists()  # the repo's subfolder is flattened away
 
 
 def test_failed_download_leaves_nothing_that_looks_like_a_model(tmp_path):
@@ -120,14 +121,14 @@ def test_failed_download_leaves_nothing_that_looks_like_a_model(tmp_path):
 
     source = _official_layout(tmp_path / "source", write_checkpoint)
     hub = FakeHub()
-    hub.add_folder(PILOT.repo_id, PILOT.subfolder, source)
-    hub.truncate.add(f"{PILOT.repo_id}/{PILOT.subfolder}/{PILOT.weights_file}")
+    hub.add_folder(PILOT.repo_id, SUBFOLDER, source)
+    hub.truncate.add(f"{PILOT.repo_id}/{SUBFOLDER}/{PILOT.weights_file}")
     models = tmp_path / "models"
     with serve(hub):
         with pytest.raises(DownloadError, match="put .* by hand"):
             download_model(PILOT, models, endpoint=hub.url)
         left = [p for p in (models / "JTP_PILOT").rglob("*.safetensors")]
-        assert left == [] and not (models / "JTP_PILOT" / PILOT.subfolder).exists()
+        assert left == [] and not (models / "JTP_PILOT" / SUBFOLDER).exists()
         with pytest.raises(ModelNotFoundError):
             resolve_model("JTP_PILOT", models_dirs=[models], download=False)
         hub.truncate.clear()  # the next try succeeds and leaves a loadable model
@@ -145,7 +146,7 @@ def test_cli_downloads_from_hf_endpoint_then_works_offline(tmp_path):
     image = tmp_path / "cat.png"
     Image.new("RGB", (50, 80), (120, 30, 200)).save(image)
     hub = FakeHub()
-    hub.add_folder(PILOT.repo_id, PILOT.subfolder, source)
+    hub.add_folder(PILOT.repo_id, SUBFOLDER, source)
     env = {**os.environ, "JTP_MODELS_DIR": str(tmp_path / "models"), "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
     command = [sys.executable, "-m", "jtp_core", "tag", str(image), "--threshold", "0"]
     with serve(hub):

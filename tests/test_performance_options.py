@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
-from functools import partial
 
 import pytest
 import torch
 
 from jtp_core import load_tagger
 from jtp_core.cli.main import build_parser
-from jtp_core.families.pilot.gpu_preprocess import preprocess_image_batch
 from jtp_core.families.pilot.preprocess import preprocess_image_tensor
 from jtp_core.inference.devices import (
     CPU_BATCH_SIZE,
@@ -24,7 +23,7 @@ from jtp_core.inference.devices import (
     pick_dtype,
 )
 from jtp_core.inference.quantize import is_quantized
-from jtp_core.inference.tagger import Tagger, _tensor_preprocessor
+from jtp_core.inference.tagger import Tagger
 
 GIB = 2**30
 
@@ -32,7 +31,7 @@ GIB = 2**30
 @pytest.fixture(scope="module")
 def pixels():
     torch.manual_seed(0)
-    return torch.rand(6, 3, 384, 384) * 2 - 1
+    return {"pixels": torch.rand(6, 3, 384, 384) * 2 - 1}
 
 
 # ------------------------------------------------------------------------------------------------ int8
@@ -84,7 +83,7 @@ def test_loader_node_offers_int8_and_tags_on_the_cpu(comfy, linear_checkpoint, t
 
 
 def _tagger_with(tiny_tagger, compile_fn) -> Tagger:
-    tagger = Tagger(tiny_tagger.model, tiny_tagger.tags, tiny_tagger.variant, compile_model=True)
+    tagger = dataclasses.replace(tiny_tagger, compile_model=True)
     from jtp_core.inference.compiled import CompiledForward
 
     tagger._compiled = CompiledForward(tagger.model, compile_fn=compile_fn)
@@ -111,7 +110,8 @@ def test_compile_error_while_wrapping_also_falls_back(tiny_tagger, pixels):
         raise RuntimeError("torch.compile is not supported on this Python")
 
     tagger = _tagger_with(tiny_tagger, refuse)
-    assert torch.equal(tagger.predict(pixels[:2]), tiny_tagger.predict(pixels[:2]))
+    first_two = {"pixels": pixels["pixels"][:2]}
+    assert torch.equal(tagger.predict(first_two), tiny_tagger.predict(first_two))
 
 
 def test_compiled_forward_is_used_and_kept(tiny_tagger, pixels):
@@ -196,9 +196,15 @@ def test_cgroup_cpu_quota_v2_and_v1(tmp_path):
 # ---------------------------------------------------------------------------------------- preprocessing
 
 
-def test_image_tensors_are_preprocessed_on_the_gpu_only_for_cuda():
-    on_cuda = _tensor_preprocessor(torch.device("cuda"))
-    assert isinstance(on_cuda, partial) and on_cuda.func is preprocess_image_batch
-    assert on_cuda.keywords["device"] == torch.device("cuda")
-    assert _tensor_preprocessor(torch.device("cpu")) is preprocess_image_tensor
-    assert _tensor_preprocessor(torch.device("mps")) is preprocess_image_tensor
+def test_image_tensors_are_preprocessed_on_the_gpu_only_for_cuda(monkeypatch):
+    import jtp_core.families.pilot.family as pilot
+
+    calls = []
+    monkeypatch.setattr(pilot, "preprocess_image_batch", lambda *args, **kwargs: calls.append(kwargs) or "gpu")
+    images = torch.rand(1, 20, 30, 3)
+    assert pilot.PilotPreprocessor().from_image_tensor(images, None, torch.device("cuda")) == {"pixels": "gpu"}
+    assert calls == [{"device": torch.device("cuda")}]
+    for device in ("cpu", "mps"):  # Pillow itself
+        got = pilot.PilotPreprocessor().from_image_tensor(images, None, torch.device(device))["pixels"]
+        assert torch.equal(got, preprocess_image_tensor(images, None, 384))
+    assert len(calls) == 1

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jtp_core import TagOptions, tag_result
+from jtp_core import KNOWN_MODELS, TagOptions, tag_result
 
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -56,7 +56,7 @@ def test_models_lists_known_and_local_models(client):
     http, _ = client
     body = http.get("/jtp/v1/models").json()
     names = {item["name"]: item["downloaded"] for item in body["models"]}
-    assert names == {"JTP_PILOT": False, "JTP_PILOT2": False, "TINY_PILOT": True}
+    assert names == {**dict.fromkeys(KNOWN_MODELS, False), "TINY_PILOT": True}
     assert body["default"] == "TINY_PILOT" and body["loaded"] is None
     assert body["models_dir"].endswith("models/jtp")  # the WebUI's models/jtp, from modules.paths_internal
 

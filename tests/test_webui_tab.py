@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from webui_standin import WebUI
 
-from jtp_core import TagOptions, tag_result
+from jtp_core import KNOWN_MODELS, TagOptions, tag_result
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_tab_is_registered_with_its_parts(webui):
     ((blocks, title, elem_id),) = tabs
     assert (title, elem_id) == ("JTP Tagger", "jtp_tagger")
     model = blocks.find("jtp_model")
-    assert model.kwargs["choices"] == ["JTP_PILOT", "JTP_PILOT2", "TINY_PILOT"]
+    assert model.kwargs["choices"] == [*KNOWN_MODELS, "TINY_PILOT"]
     assert model.kwargs["value"] == "TINY_PILOT"  # the default model from the settings
     image_input = blocks.find("jtp_image")
     assert image_input.kwargs["type"] == "pil" and image_input.kwargs["image_mode"] == "RGBA"  # keeps alpha

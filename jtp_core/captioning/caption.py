@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from ..errors import JTPError
+from ..families.base import ModelInput, Preprocessor
 from ..inference.images import IMAGE_EXTENSIONS, iter_image_files
 from ..inference.streaming import load_model_input, should_pin, stream_batches
 from ..inference.tagger import Tagger
@@ -193,14 +194,14 @@ def _stream(
     on_progress: ProgressCallback | None,
 ) -> None:
     batch_size = tagger.batch_size(request.batch_size)
-    load = partial(_load_job, size=tagger.input_size, fast_jpeg=request.fast_jpeg)
+    load = partial(_load_job, preprocessor=tagger.preprocessor, fast_jpeg=request.fast_jpeg)
     pin = should_pin(tagger.device)
     done = 0
     with closing(stream_batches(jobs, load, batch_size, request.workers, pin_memory=pin)) as batches:
         for batch in batches:
             summary.failed += [(job.image, reason) for job, reason in batch.failed]
-            if batch.pixels is not None:
-                probs = tagger.predict(batch.pixels, batch_size=len(batch.items))
+            if batch.inputs is not None:
+                probs = tagger.predict(batch.inputs, batch_size=len(batch.items))
                 for job, row in zip(batch.items, probs, strict=True):
                     _finish(job, row, tagger, request, summary)
             done += len(batch.items) + len(batch.failed)
@@ -238,8 +239,8 @@ def _job(image: Path, caption: Path, request: CaptionRequest) -> CaptionJob | No
     return None
 
 
-def _load_job(job: CaptionJob, size: int, fast_jpeg: bool = False) -> torch.Tensor:
-    return load_model_input(job.image, size, fast_jpeg)
+def _load_job(job: CaptionJob, preprocessor: Preprocessor, fast_jpeg: bool = False) -> ModelInput:
+    return load_model_input(job.image, preprocessor, fast_jpeg)
 
 
 def _finish(job: CaptionJob, probs: torch.Tensor, tagger: Tagger, request: CaptionRequest, summary: CaptionSummary):

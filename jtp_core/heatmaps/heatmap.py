@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..errors import UnknownTagError
+from ..errors import JTPError, UnknownTagError
 from ..families.pilot.architecture import (
     HEAD_MODULES,  # the parts forward_head uses: they run in float32 with gradients
 )
@@ -196,10 +196,12 @@ def tag_heatmaps(
     on_progress: ProgressCallback | None = None,
 ) -> list[Heatmap]:
     """Heatmaps of ``tags`` (names, or 'top N') for PIL images of any sizes, chunk by chunk."""
+    if tagger.family.name != "pilot":
+        raise JTPError(f"heatmaps are not available for the {tagger.family.name} family yet")
     query = tags if isinstance(tags, TagQuery) else parse_tag_query(tags, tagger.tags)
     batch_size = tagger.batch_size(batch_size)
     model = tagger.model
-    input_size, patch_size = tagger.input_size, tuple(model.patch_embed.patch_size)
+    input_size, patch_size = tagger.preprocessor.size, tuple(model.patch_embed.patch_size)
     results: list[Heatmap] = []
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]

@@ -1,6 +1,7 @@
 """Where model files live, how a name or folder resolves to them, and downloading what is missing.
 
-A model folder holds one ``.safetensors`` file and its ``tags.json``. Known models live in
+A model folder holds one ``.safetensors`` file and its side files: ``tags.json`` for JTP-1; nothing for Hydra 3.5
+(its labels are inside the weights); the tag table and validation CSVs for JTP-3. Known models live in
 ``<models dir>/<model name>/``; the first models dir is where downloads go.
 """
 
@@ -8,21 +9,49 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DownloadError, ModelNotFoundError, TagTableError
-from .known_models import KNOWN_MODELS, KNOWN_TAG_TABLES, ModelSpec, TagTableSpec
+from ..errors import CheckpointError, DownloadError, ModelNotFoundError, TagTableError
+from .known_models import KNOWN_MODELS, KNOWN_TAG_TABLES, TAG_TABLE, TAGS_JSON, VALIDATION, ModelSpec, TagTableSpec
 
 MODELS_DIR_ENV = "JTP_MODELS_DIR"
 WEIGHT_SUFFIXES = (".safetensors", ".sft")
+LABELS_KEY = "classifier.labels"  # a weights file that names its own tags needs no tags.json
 
 
 @dataclass(frozen=True)
 class ModelFiles:
     name: str
     weights: Path
-    tags: Path
+    side_files: Mapping[str, Path] = field(default_factory=dict)  # role (known_models) → path
+
+    @property
+    def tags(self) -> Path | None:
+        return self.side_files.get(TAGS_JSON)
+
+
+def side_files_in(folder: Path) -> dict[str, Path]:
+    """The side files a model folder holds, by role: ``tags.json``, ``*tags.csv``, ``*val.csv``."""
+    found: dict[str, Path] = {}
+    if (folder / "tags.json").is_file():
+        found[TAGS_JSON] = folder / "tags.json"
+    for path in sorted(folder.glob("*.csv")):
+        role = TAG_TABLE if path.name.endswith("tags.csv") else VALIDATION if path.name.endswith("val.csv") else None
+        if role is not None and path.is_file():
+            found.setdefault(role, path)
+    return found
+
+
+def names_own_labels(weights: Path) -> bool:
+    """Whether the weights' header carries the tag names (the Hydra family), so no tags.json is needed."""
+    from ..families.header import read_header  # deferred: keeps listing folders free of torch
+
+    try:
+        return LABELS_KEY in read_header(weights).metadata
+    except CheckpointError:
+        return False
 
 
 def default_models_dir() -> Path:
@@ -37,13 +66,13 @@ def default_models_dir() -> Path:
 
 
 def find_model_files(folder: Path, name: str | None = None) -> ModelFiles | None:
-    """The weights and tags.json in ``folder``, or None when either is absent.
+    """The weights and side files in ``folder``, or None when it is no model folder.
 
-    A folder with several weight files is ambiguous and gets an error rather than a guess.
+    A model folder has one weights file and either a ``tags.json`` or weights that name their own tags. A
+    folder with several weight files is ambiguous and gets an error rather than a guess.
     """
     folder = Path(folder)
-    tags = folder / "tags.json"
-    if not folder.is_dir() or not tags.is_file():
+    if not folder.is_dir():
         return None
     weights = sorted(path for path in folder.iterdir() if path.suffix.lower() in WEIGHT_SUFFIXES and path.is_file())
     if not weights:
@@ -55,7 +84,10 @@ def find_model_files(folder: Path, name: str | None = None) -> ModelFiles | None
     if len(weights) > 1:
         names = ", ".join(path.name for path in weights)
         raise ModelNotFoundError(f"{folder} holds several weight files ({names}); keep one per model folder")
-    return ModelFiles(name=name or folder.name, weights=weights[0], tags=tags)
+    side_files = side_files_in(folder)
+    if TAGS_JSON not in side_files and not names_own_labels(weights[0]):
+        return None
+    return ModelFiles(name=name or folder.name, weights=weights[0], side_files=side_files)
 
 
 def list_local_models(models_dirs: list[Path]) -> dict[str, ModelFiles]:
@@ -105,9 +137,7 @@ def resolve_model(
         choices = ", ".join(available_models(models_dirs))
         raise ModelNotFoundError(f"unknown model {name!r}: not a folder, and not one of: {choices}")
     if not download:
-        raise ModelNotFoundError(
-            f"{name} is not downloaded; put {spec.weights_file} and {spec.tags_file} in {models_dirs[0] / name}"
-        )
+        raise ModelNotFoundError(f"{name} is not downloaded; {_by_hand(spec, models_dirs[0] / name)}")
     return download_model(spec, models_dirs[0])
 
 
@@ -120,21 +150,25 @@ def download_model(spec: ModelSpec, models_dir: Path, endpoint: str | None = Non
     """
     folder = Path(models_dir) / spec.name
     try:
-        for repo_path, file_name in zip(spec.repo_paths, (spec.weights_file, spec.tags_file), strict=True):
-            if not (folder / file_name).is_file():
-                _download_file(spec, repo_path, folder / file_name, endpoint)
+        for file in spec.files:
+            if not (folder / file.name).is_file():
+                # huggingface_hub keeps a failed download's partial data in <folder>/.cache, so the next try resumes
+                _hub_download(
+                    spec.repo_id, file.repo_path, spec.revision, folder, folder / file.name, endpoint,
+                    _by_hand(spec, folder),
+                )
     finally:
-        _remove_empty_dirs(folder / spec.subfolder, stop=folder)
+        for file in spec.files:
+            _remove_empty_dirs((folder / file.repo_path).parent, stop=folder)
     files = find_model_files(folder, spec.name)
-    if files is None:  # pragma: no cover - the loop above guarantees both files
+    if files is None:  # pragma: no cover - the loop above guarantees the files
         raise DownloadError(f"{folder} is incomplete after the download")
     return files
 
 
-def _download_file(spec: ModelSpec, repo_path: str, target: Path, endpoint: str | None) -> None:
-    # huggingface_hub keeps a failed download's partial data in <folder>/.cache, so the next try resumes
-    by_hand = f"put {spec.weights_file} and {spec.tags_file} in {target.parent} by hand"
-    _hub_download(spec.repo_id, repo_path, spec.revision, target.parent, target, endpoint, by_hand)
+def _by_hand(spec: ModelSpec, folder: Path) -> str:
+    names = ", ".join(file.name for file in spec.files)
+    return f"put {names} (from the Hugging Face repo {spec.repo_id}) in {folder} by hand"
 
 
 def _hub_download(
@@ -158,14 +192,17 @@ def _files_at_path(path: Path) -> ModelFiles:
     if path.is_dir():
         files = find_model_files(path)
         if files is None:
-            raise ModelNotFoundError(f"{path} needs one .safetensors weights file and a tags.json beside it")
+            raise ModelNotFoundError(
+                f"{path} needs one .safetensors weights file, and a tags.json beside it unless the weights name "
+                "their own tags (Hydra)"
+            )
         return files
     if path.suffix.lower() not in WEIGHT_SUFFIXES:
         raise ModelNotFoundError(f"{path}: weights must be a .safetensors file (pickled checkpoints are not loaded)")
-    tags = path.parent / "tags.json"
-    if not tags.is_file():
-        raise ModelNotFoundError(f"no tags.json beside {path}")
-    return ModelFiles(name=path.parent.name, weights=path, tags=tags)
+    side_files = side_files_in(path.parent)
+    if TAGS_JSON not in side_files and not names_own_labels(path):
+        raise ModelNotFoundError(f"no tags.json beside {path}, and the file does not name its own tags")
+    return ModelFiles(name=path.parent.name, weights=path, side_files=side_files)
 
 
 def _remove_empty_dirs(path: Path, stop: Path) -> None:

@@ -30,13 +30,13 @@ def tag_files(
     """Yield one result per file; images are decoded in worker threads while the model runs a batch.
 
     ``fast_jpeg`` decodes JPEGs in draft mode (faster, scores move slightly; see fast_jpeg.py)."""
-    load = partial(load_model_input, size=tagger.input_size, fast_jpeg=fast_jpeg)
+    load = partial(load_model_input, preprocessor=tagger.preprocessor, fast_jpeg=fast_jpeg)
     batches = stream_batches(
         paths, load, tagger.batch_size(batch_size), workers=workers, pin_memory=should_pin(tagger.device)
     )
     for batch in batches:
         for path, reason in batch.failed:
             yield FileResult(path=path, error=reason)
-        if batch.pixels is not None:
-            probs = tagger.predict(batch.pixels, batch_size=len(batch.items))
+        if batch.inputs is not None:
+            probs = tagger.predict(batch.inputs, batch_size=len(batch.items))
             yield from (FileResult(path=path, probs=row) for path, row in zip(batch.items, probs, strict=True))

@@ -25,13 +25,13 @@ class CompiledForward:
         self._compiled: Callable | None = None
         self.failed: str | None = None  # why compiling was given up, once it was
 
-    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+    def __call__(self, *args: torch.Tensor, **kwargs: torch.Tensor) -> torch.Tensor:
         if self.failed is None:
             try:
                 if self._compiled is None:
                     self._compiled = self._compile_fn(self.model)
-                return self._compiled(pixels)
+                return self._compiled(*args, **kwargs)
             except Exception as error:  # noqa: BLE001 - any compiler failure means: run eager
                 self.failed = f"{type(error).__name__}: {error}".splitlines()[0]
                 log.warning("torch.compile failed, running the model without it (%s)", self.failed)
-        return self.model(pixels)
+        return self.model(*args, **kwargs)

@@ -18,7 +18,7 @@ from typing import Generic, TypeVar
 import torch
 
 from ..errors import ImageError
-from ..families.pilot.fast_jpeg import preprocess_file
+from ..families.base import ModelInput, Preprocessor, stack_inputs
 
 Item = TypeVar("Item")
 
@@ -26,7 +26,7 @@ Item = TypeVar("Item")
 @dataclass
 class Batch(Generic[Item]):
     items: list[Item]  # the items whose images decoded, in input order
-    pixels: torch.Tensor | None  # [len(items), 3, S, S]; None when no item of this batch decoded
+    inputs: ModelInput | None  # a batch of model inputs for ``items``; None when no item of this batch decoded
     failed: list[tuple[Item, str]] = field(default_factory=list)  # items that failed since the last batch
 
 
@@ -41,33 +41,24 @@ def should_pin(device: torch.device | str) -> bool:
     return torch.device(device).type == "cuda"
 
 
-def stack_batch(tensors: list[torch.Tensor], pin_memory: bool = False) -> torch.Tensor:
-    """``torch.stack``, written straight into pinned memory when asked (no second copy)."""
-    if not pin_memory:
-        return torch.stack(tensors)
-    first = tensors[0]
-    out = torch.empty((len(tensors), *first.shape), dtype=first.dtype, pin_memory=True)
-    return torch.stack(tensors, out=out)
-
-
-def load_model_input(path: Path, size: int, fast_jpeg: bool = False) -> torch.Tensor:
+def load_model_input(path: Path, preprocessor: Preprocessor, fast_jpeg: bool = False) -> ModelInput:
     """Read one image file and preprocess it for the model; ImageError with a short reason when it can't.
 
-    ``fast_jpeg`` decodes JPEGs in Pillow's draft mode (see fast_jpeg.py): faster, scores move slightly."""
+    ``fast_jpeg`` decodes JPEGs at a reduced scale where the family supports it: faster, scores move slightly."""
     try:
         if path.stat().st_size == 0:
             raise ImageError("empty file (0 bytes)")
     except OSError as error:
         raise ImageError(f"cannot read file ({error.strerror or error})") from error
     try:
-        return preprocess_file(path, size, fast_jpeg)
+        return preprocessor.from_file(path, fast_jpeg)
     except ImageError as error:
         raise ImageError(str(error).removeprefix(f"{path}: ")) from error
 
 
 def stream_batches(
     items: Iterable[Item],
-    load: Callable[[Item], torch.Tensor],
+    load: Callable[[Item], ModelInput],
     batch_size: int,
     workers: int | None = None,
     prefetch: int = 2,
@@ -97,8 +88,8 @@ def stream_batches(
 
 
 def _ordered(
-    executor: ThreadPoolExecutor, items: Iterable[Item], load: Callable[[Item], torch.Tensor], window: int
-) -> Iterator[tuple[Item, torch.Tensor | str]]:
+    executor: ThreadPoolExecutor, items: Iterable[Item], load: Callable[[Item], ModelInput], window: int
+) -> Iterator[tuple[Item, ModelInput | str]]:
     pending: deque[tuple[Item, Future]] = deque()
     iterator = iter(items)
     for item in iterator:
@@ -114,7 +105,7 @@ def _ordered(
         yield item, result
 
 
-def _attempt(load: Callable[[Item], torch.Tensor], item: Item) -> torch.Tensor | str:
+def _attempt(load: Callable[[Item], ModelInput], item: Item) -> ModelInput | str:
     """The loaded tensor, or the reason it failed: one bad file must never end a run over a folder."""
     try:
         return load(item)
@@ -125,10 +116,10 @@ def _attempt(load: Callable[[Item], torch.Tensor], item: Item) -> torch.Tensor |
 
 
 def _batched(
-    results: Iterable[tuple[Item, torch.Tensor | str]], batch_size: int, pin_memory: bool = False
+    results: Iterable[tuple[Item, ModelInput | str]], batch_size: int, pin_memory: bool = False
 ) -> Iterator[Batch[Item]]:
     items: list[Item] = []
-    tensors: list[torch.Tensor] = []
+    tensors: list[ModelInput] = []
     failed: list[tuple[Item, str]] = []
     for item, result in results:
         if isinstance(result, str):
@@ -137,7 +128,7 @@ def _batched(
         items.append(item)
         tensors.append(result)
         if len(items) == batch_size:
-            yield Batch(items, stack_batch(tensors, pin_memory), failed)
+            yield Batch(items, stack_inputs(tensors, pin_memory), failed)
             items, tensors, failed = [], [], []
     if items or failed:
-        yield Batch(items, stack_batch(tensors, pin_memory) if tensors else None, failed)
+        yield Batch(items, stack_inputs(tensors, pin_memory) if tensors else None, failed)

@@ -1,10 +1,9 @@
-"""Batched inference: a loaded JTP model plus its tags, reused across calls until unloaded."""
+"""Batched inference: a loaded model of any family plus its labels, reused across calls until unloaded."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from itertools import islice
 from pathlib import Path
 
@@ -12,9 +11,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..families.pilot.checkpoint import load_model
-from ..families.pilot.gpu_preprocess import preprocess_image_batch
-from ..families.pilot.preprocess import check_mask_batch, mask_slice, preprocess_image_tensor, preprocess_pils
+from ..errors import JTPError
+from ..families import LoadedModel, ModelFamily, ModelInput, ModelSettings, load_checkpoint
+from ..families.base import Labels, Preprocessor, stack_inputs
+from ..families.pilot.preprocess import check_mask_batch, mask_slice
 from ..hub.files import ModelFiles, resolve_model
 from .compiled import CompiledForward
 from .devices import default_batch_size, fit_cpu_threads, pick_device, pick_dtype
@@ -26,11 +26,29 @@ ProgressCallback = Callable[[int, int], None]
 @dataclass
 class Tagger:
     model: nn.Module
-    tags: list[str]
-    variant: str
+    labels: Labels
+    family: ModelFamily
+    preprocessor: Preprocessor
+    variant: str = ""
     name: str = ""
     compile_model: bool = False  # opt-in torch.compile of the forward pass; falls back to eager on failure
     _compiled: CompiledForward | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def from_loaded(cls, loaded: LoadedModel, name: str = "", compile_model: bool = False) -> Tagger:
+        return cls(
+            model=loaded.model,
+            labels=loaded.labels,
+            family=loaded.family,
+            preprocessor=loaded.preprocessor,
+            variant=loaded.variant,
+            name=name,
+            compile_model=compile_model,
+        )
+
+    @property
+    def tags(self) -> list[str]:
+        return self.labels.tags
 
     @property
     def device(self) -> torch.device:
@@ -39,10 +57,6 @@ class Tagger:
     @property
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
-
-    @property
-    def input_size(self) -> int:
-        return self.model.patch_embed.img_size[0]
 
     def batch_size(self, requested: int | None = None) -> int:
         """``requested`` images per forward pass, or the default for this device and precision when None/0."""
@@ -56,14 +70,18 @@ class Tagger:
 
     def predict(
         self,
-        pixels: torch.Tensor,
+        inputs: ModelInput,
         batch_size: int | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> torch.Tensor:
-        """Model inputs [N,3,S,S] → probabilities [N, num_tags] (float32, on the CPU), chunk by chunk."""
+        """A batch of model inputs (see ``families.base``) → probabilities [N, tags] (float32, CPU), by chunks."""
         batch_size = self.batch_size(batch_size)
-        chunks = (pixels[start : start + batch_size] for start in range(0, len(pixels), batch_size))
-        return self._run(chunks, len(pixels), on_progress)
+        total = len(next(iter(inputs.values())))
+        chunks = (
+            {key: value[start : start + batch_size] for key, value in inputs.items()}
+            for start in range(0, total, batch_size)
+        )
+        return self._run(chunks, total, on_progress)
 
     def predict_pils(
         self,
@@ -74,8 +92,10 @@ class Tagger:
     ) -> torch.Tensor:
         """PIL images → probabilities; each chunk is preprocessed just before its forward pass."""
         batch_size = self.batch_size(batch_size)
-        size = self.input_size
-        chunks = (preprocess_pils(chunk, size) for chunk in _chunked(images, batch_size))
+        chunks = (
+            stack_inputs([self.preprocessor.from_pil(image) for image in chunk])
+            for chunk in _chunked(images, batch_size)
+        )
         return self._run(chunks, total, on_progress)
 
     def predict_image_tensor(
@@ -85,38 +105,52 @@ class Tagger:
         batch_size: int | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> torch.Tensor:
-        """ComfyUI IMAGE [B,H,W,C] (+ MASK) → probabilities [B, num_tags]."""
+        """ComfyUI IMAGE [B,H,W,C] (+ MASK) → probabilities [B, tags]."""
         batch_size = self.batch_size(batch_size)
         check_mask_batch(mask, len(images))
-        preprocess = _tensor_preprocessor(self.device)
         chunks = (
-            preprocess(images[start : start + batch_size], mask_slice(mask, start, start + batch_size), self.input_size)
+            self.preprocessor.from_image_tensor(
+                images[start : start + batch_size], mask_slice(mask, start, start + batch_size), self.device
+            )
             for start in range(0, len(images), batch_size)
         )
         return self._run(chunks, len(images), on_progress)
 
     def _run(
-        self, chunks: Iterable[torch.Tensor], total: int | None, on_progress: ProgressCallback | None
+        self, chunks: Iterable[ModelInput], total: int | None, on_progress: ProgressCallback | None
     ) -> torch.Tensor:
-        device, dtype = self.device, self.dtype
+        device = self.device
         outputs, done = [], 0
         with torch.inference_mode():
             for chunk in chunks:
-                probs = self._forward(chunk.to(device=device, dtype=dtype, non_blocking=True))
-                outputs.append(probs.float().cpu())
-                done += len(chunk)
+                batch = {key: value.to(device=device, non_blocking=True) for key, value in chunk.items()}
+                probs = self._forward(batch).float().cpu()
+                check_finite(probs, self.name)
+                outputs.append(probs)
+                done += len(probs)
                 if on_progress is not None:
                     on_progress(done, total if total is not None else done)
         if not outputs:
             return torch.empty(0, len(self.tags))
         return torch.cat(outputs)
 
-    def _forward(self, pixels: torch.Tensor) -> torch.Tensor:
+    def _forward(self, batch: ModelInput) -> torch.Tensor:
         if not self.compile_model:
-            return self.model(pixels)
+            return self.family.forward(self.model, batch)
         if self._compiled is None or self._compiled.model is not self.model:
             self._compiled = CompiledForward(self.model)
-        return self._compiled(pixels)
+        return self.family.forward(self._compiled, batch)
+
+
+def check_finite(probs: torch.Tensor, name: str = "") -> None:
+    """A model that outputs NaN or infinity has broken weights (or overflowed in half precision): say so."""
+    if not torch.isfinite(probs).all():
+        bad = int((~torch.isfinite(probs)).any(dim=1).sum())
+        model = f"the model {name}" if name else "the model"
+        raise JTPError(
+            f"{model} produced NaN or infinite scores for {bad} of {len(probs)} images: its weights are damaged, "
+            "or the precision overflowed (try fp32 or bf16)"
+        )
 
 
 def load_tagger(
@@ -126,37 +160,43 @@ def load_tagger(
     models_dirs: list[Path] | None = None,
     download: bool = True,
     compile_model: bool = False,
+    sequence_length: int | None = None,
 ) -> Tagger:
     """Resolve (and if needed download) a model by name or folder, and load it onto a device.
 
     ``precision="int8"`` (CPU only) quantizes the backbone's Linear layers; ``compile_model`` runs the model
     through torch.compile. Both are opt-in: int8 moves scores slightly, compiling takes a while the first time.
+    ``sequence_length``: patches per image for NaFlex (Hydra) models, 64..2048 (None = the model's default);
+    other families ignore it.
     """
     files = resolve_model(model, models_dirs=models_dirs, download=download)
-    return load_tagger_from_files(files, device=device, precision=precision, compile_model=compile_model)
+    return load_tagger_from_files(
+        files, device=device, precision=precision, compile_model=compile_model, sequence_length=sequence_length
+    )
 
 
 def load_tagger_from_files(
-    files: ModelFiles, device: str | torch.device = "auto", precision: str = "auto", compile_model: bool = False
+    files: ModelFiles,
+    device: str | torch.device = "auto",
+    precision: str = "auto",
+    compile_model: bool = False,
+    sequence_length: int | None = None,
 ) -> Tagger:
     target = pick_device(device)
-    loaded = load_model(files.weights, files.tags, device=target, dtype=pick_dtype(precision, target))
+    loaded = load_checkpoint(
+        files.weights,
+        files.side_files,
+        device=target,
+        dtype=pick_dtype(precision, target),
+        settings=ModelSettings(sequence_length=sequence_length),
+    )
     if target.type == "cpu":
         fit_cpu_threads()
     if precision == "int8":
         from .quantize import quantize_int8
 
-        quantize_int8(loaded.model)
-    return Tagger(
-        model=loaded.model, tags=loaded.tags, variant=loaded.variant, name=files.name, compile_model=compile_model
-    )
-
-
-def _tensor_preprocessor(device: torch.device) -> Callable[..., torch.Tensor]:
-    """Pillow on the CPU; on CUDA the same fit computed on the GPU (bit-exact with Pillow: gpu_preprocess)."""
-    if device.type == "cuda":
-        return partial(preprocess_image_batch, device=device)
-    return preprocess_image_tensor
+        quantize_int8(loaded.model, loaded.family.head_modules)
+    return Tagger.from_loaded(loaded, name=files.name, compile_model=compile_model)
 
 
 def _chunked(items: Iterable, size: int) -> Iterator[list]:

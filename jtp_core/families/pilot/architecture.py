@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from ...errors import CheckpointError
-from ...hub.known_models import GATED, LINEAR
 from .heads import GatedHead, SigmoidLinear
 
 TIMM_NAME = "vit_so400m_patch14_siglip_384"
@@ -16,6 +15,8 @@ INPUT_SIZE = 384
 SIGLIP_HEAD_DIM = 72  # So400m: 1152 wide / 16 heads; the family keeps this head width
 # Top-level modules after the backbone's final norm: the attention-pool head and the classifier
 HEAD_MODULES = ("attn_pool", "fc_norm", "head_drop", "head")
+LINEAR = "linear"  # JTP-1 PILOT: Linear(width, N) then sigmoid
+GATED = "gated"  # JTP-1.1 PILOT2: Linear(width, 2N), sigmoid(a) * sigmoid(b)
 
 
 @dataclass(frozen=True)

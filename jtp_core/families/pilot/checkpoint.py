@@ -11,6 +11,7 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from ...errors import CheckpointError
+from ..header import read_header
 from .architecture import VitConfig, build_model, head_variant, infer_config, layout_problems
 
 
@@ -24,18 +25,7 @@ class LoadedModel:
 
 def read_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
     """Tensor shapes from the safetensors header, without reading the weights."""
-    _require_file(weights, "weights")
-    if weights.suffix.lower() not in (".safetensors", ".sft"):
-        raise CheckpointError(f"{weights}: only .safetensors weights are loaded (pickled files are never opened)")
-    try:
-        with safe_open(str(weights), framework="pt") as reader:
-            return {key: tuple(reader.get_slice(key).get_shape()) for key in reader.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError, ValueError) as error:
-        size = weights.stat().st_size
-        raise CheckpointError(
-            f"{weights} is not a readable safetensors file ({size:,} bytes; truncated or damaged "
-            f"download?): {error}"
-        ) from error
+    return read_header(weights).shapes
 
 
 def load_tags(path: Path) -> list[str]:
@@ -70,14 +60,17 @@ def load_model(
     """
     weights, tags_path = Path(weights), Path(tags_path)
     shapes = read_shapes(weights)
-    variant, num_tags = head_variant(shapes)
+    try:
+        variant, num_tags = head_variant(shapes)
+        config = infer_config(shapes)
+    except CheckpointError as error:
+        raise CheckpointError(f"{weights}: not a JTP-1 (PILOT) checkpoint: {error}") from None
     tags = load_tags(tags_path)
     if len(tags) != num_tags:
         raise CheckpointError(
             f"{tags_path.name} lists {len(tags)} tags but the head of {weights.name} has {num_tags} outputs: "
             "the tags file belongs to another model"
         )
-    config = infer_config(shapes)
     model = build_model(config, variant, num_tags, device="meta")
     problems = layout_problems(model, shapes)
     if problems:
