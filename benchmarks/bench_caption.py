@@ -107,9 +107,9 @@ def real_size_tagger(seed: int = 0):
     """The real JTP architecture with random weights, its head spread so scores look like a tagger's."""
     import torch
 
-    from jtp_core.families.pilot.architecture import VitConfig, build_model
     from jtp_core.families.base import Labels
     from jtp_core.families.pilot import PILOT, PilotPreprocessor
+    from jtp_core.families.pilot.architecture import VitConfig, build_model
     from jtp_core.inference.tagger import Tagger
 
     torch.manual_seed(seed)

@@ -18,10 +18,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jtp_core.families.pilot.architecture import SO400M, build_model  # noqa: E402
-from jtp_core.heatmaps.heatmap import tag_heatmaps  # noqa: E402
 from jtp_core.families.base import Labels  # noqa: E402
 from jtp_core.families.pilot import PILOT, PilotPreprocessor  # noqa: E402
+from jtp_core.families.pilot.architecture import SO400M, build_model  # noqa: E402
+from jtp_core.heatmaps.heatmap import tag_heatmaps  # noqa: E402
 from jtp_core.inference.tagger import Tagger  # noqa: E402
 
 
