@@ -38,10 +38,10 @@ JTP3_DEFAULT_METRIC = "cti"  # calibrate.py's default
 VAL_COLUMNS = ("tag", "threshold", "tp", "fp", "tn", "fn")
 
 METRIC_GRAMMAR = (
-    "a metric is 'default' (= f1.0@0.1), f[BETA][@MIN_PRECISION], csi[W_FP][@MIN_PRECISION], "
-    "cti, j (informedness), or p4, each optionally followed by @MIN_PRECISION; "
-    "BETA/W_FP are positive numbers such as 1.0, 0.5 or 2 (default 1.0), MIN_PRECISION is 0.<digits> "
-    "(e.g. f1.0@0.1, f0.5, csi2.0@0.25)"
+    "metrics: 'default' (= f1.0@0.1); f[BETA] (F-beta) or csi[W] (TP/(TP+W*FP+FN)), BETA and W positive numbers "
+    "such as 1.0, 0.5 or 2 (default 1.0) — Hydra's grammar is (f|csi)(<n.n>)?(@0.<digits>)?; JTP-3's cti (= csi), "
+    "j (informedness) and p4; any of them may end with @0.<digits>, a minimum precision "
+    "(e.g. f1.0@0.1, f0.5, csi2.0@0.25, j@0.2)"
 )
 _ALIASES = {"cti": "csi", "ts": "csi", "csi": "csi", "f": "f", "j": "j", "bmi": "j", "informedness": "j", "p4": "p4"}
 _SPEC = re.compile(r"(f|csi|cti|ts|j|bmi|informedness|p4)(\d+(?:\.\d+)?)?(?:@(0\.\d+))?")
