@@ -104,29 +104,30 @@ class ImplicationGraph:
 
     def implied_by(self, tags: Tensor, *, strict: bool = False) -> Tensor:
         """Mask of D(tags) for a bool mask [C]; ``strict`` leaves out tags in a cycle with the implier."""
-        pairs = tags[self.antecedent]
+        pairs = tags.index_select(0, self.antecedent)  # index_select: bool fancy indexing is ~100x slower
         if strict:
             pairs &= ~self.mutual
-        return _mark(len(self), self.consequent[pairs])
+        return _mark(len(self), self.consequent.masked_select(pairs))
 
     def implying(self, tags: Tensor) -> Tensor:
         """Mask of A(tags) for a bool mask [C]."""
-        return _mark(len(self), self.antecedent[tags[self.consequent]])
+        return _mark(len(self), self.antecedent.masked_select(tags.index_select(0, self.consequent)))
 
     def inherit(self, scores: Tensor, kept: Tensor | None = None) -> Tensor:
         """s(t) = max(p(t), p over A(t)) — over pairs inside ``kept`` only when given."""
-        pairs = self._pairs_within(kept)
-        return scores.scatter_reduce(0, self.consequent[pairs], scores[self.antecedent[pairs]], reduce="amax")
+        targets, sources = self._pairs_within(kept, self.consequent, self.antecedent)
+        return scores.scatter_reduce(0, targets, scores.index_select(0, sources), reduce="amax")
 
     def constrain(self, scores: Tensor, kept: Tensor | None = None) -> Tensor:
         """s(t) = min(p(t), p over D(t)) — over pairs inside ``kept`` only when given."""
-        pairs = self._pairs_within(kept)
-        return scores.scatter_reduce(0, self.antecedent[pairs], scores[self.consequent[pairs]], reduce="amin")
+        targets, sources = self._pairs_within(kept, self.antecedent, self.consequent)
+        return scores.scatter_reduce(0, targets, scores.index_select(0, sources), reduce="amin")
 
-    def _pairs_within(self, kept: Tensor | None) -> Tensor:
+    def _pairs_within(self, kept: Tensor | None, targets: Tensor, sources: Tensor) -> tuple[Tensor, Tensor]:
         if kept is None:
-            return torch.ones_like(self.antecedent, dtype=torch.bool)
-        return kept[self.antecedent] & kept[self.consequent]
+            return targets, sources
+        pairs = kept.index_select(0, self.antecedent) & kept.index_select(0, self.consequent)
+        return targets.masked_select(pairs), sources.masked_select(pairs)
 
 
 def _reachable(start: int, edges: list[list[int]]) -> set[int]:
@@ -143,9 +144,7 @@ def _reachable(start: int, edges: list[list[int]]) -> set[int]:
 
 
 def _mark(size: int, positions: Tensor) -> Tensor:
-    mask = torch.zeros(size, dtype=torch.bool)
-    mask[positions] = True
-    return mask
+    return torch.zeros(size, dtype=torch.bool).index_fill_(0, positions, True)
 
 
 # ---- categories and subcategories ------------------------------------------------------------------------------
