@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from jtp_core.tags.calibration import (
+    CalibrationError,
     Metric,
-    ValidationDataError,
     ValRow,
     from_symmetric,
+    read_calibration_csv,
     read_val_csv,
     slider_metric,
     thresholds_from_val_csv,
@@ -198,7 +199,7 @@ def test_read_val_csv_streams_rows_and_reports_bad_lines(val_csv):
     assert problems == [f"{val_csv}:5: tp is not a number: 'abc'"]
     assert len(rows) == 10  # 11 data rows, 1 bad, the blank line skipped
     assert rows[0] == ValRow("wolf", 0.3, 50.0, 40.0, 900.0, 10.0)
-    with pytest.raises(ValidationDataError, match=r"val\.csv:5: tp is not a number"):
+    with pytest.raises(CalibrationError, match=r"val\.csv:5: tp is not a number"):
         list(read_val_csv(val_csv))
 
 
@@ -228,9 +229,9 @@ def test_read_val_csv_other_bad_lines(tmp_path):
 def test_read_val_csv_header_and_missing_file_fail_at_once(tmp_path):
     path = tmp_path / "calibration.csv"
     path.write_text("tag,threshold,cti\nwolf,0.5,0.6\n")
-    with pytest.raises(ValidationDataError, match=r"calibration\.csv:1: .*columns tag,threshold,tp,fp,tn,fn"):
+    with pytest.raises(CalibrationError, match=r"calibration\.csv:1: .*columns tag,threshold,tp,fp,tn,fn"):
         read_val_csv(path)  # eager: before any row is asked for
-    with pytest.raises(ValidationDataError, match="cannot read validation CSV"):
+    with pytest.raises(CalibrationError, match="cannot read validation CSV"):
         read_val_csv(tmp_path / "missing.csv")
 
 
@@ -261,3 +262,16 @@ def test_thresholds_from_val_csv_rounds_to_four_decimals():
     # 0.123456 − 0.0001 = 0.123356 → 0.1234; 1.0 − 0.0001 = 0.9999
     assert thresholds_from_val_csv(rows, ["a", "b"]).tolist() == [0.1234, 0.9999]
     assert thresholds_from_val_csv(rows, ["b"], epsilon=0.5).tolist() == [1.0]  # clamped
+
+
+def test_read_calibration_csv(tmp_path):
+    path = tmp_path / "calibration.csv"
+    path.write_text("tag,threshold,cti\nwolf,0.4999,0.6429\nfox,,0.5\nnot_in_model,0.2,0.1\nbird,0.0000,0.6\n")
+    # fox's blank threshold is skipped → +inf like the tags the file does not list
+    assert read_calibration_csv(path, ["bird", "fox", "wolf", "lynx"]).tolist() == [0.0, INF, 0.4999, INF]
+    path.write_text("tag,threshold\nwolf,0.5\nfox,1.5\n")
+    with pytest.raises(CalibrationError, match=r"calibration\.csv:3: threshold must be between 0\.0 and 1\.0"):
+        read_calibration_csv(path, ["wolf"])
+    path.write_text("tag,score\nwolf,0.5\n")
+    with pytest.raises(CalibrationError, match="columns tag and threshold"):
+        read_calibration_csv(path, ["wolf"])

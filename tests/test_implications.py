@@ -19,6 +19,7 @@ from jtp_core.tags.implications import (
     excluded_mask,
     parse_exclusive_group,
     parse_exclusive_groups,
+    parse_tag_exclusions,
     select_hydra,
     select_jtp3,
     subcategory,
@@ -211,6 +212,19 @@ def test_excluded_mask():
     ]
     with pytest.raises(ValueError, match="unknown categories to exclude: colour; known: general"):
         excluded_mask(tags, categories, ["colour"])
+
+
+def test_parse_tag_exclusions():
+    # DIAMOND: a → b, a → c, b → d, c → d
+    def excluded(text):
+        return [DIAMOND.tags[i] for i in parse_tag_exclusions(text, DIAMOND).nonzero().flatten().tolist()]
+
+    assert excluded("b e") == ["b", "e"]  # whole words (the package would look up "" and "")
+    assert excluded("~d") == ["a", "b", "c", "d"]  # d and everything implying it
+    assert excluded("~~d") == ["a", "b", "c"]  # only what implies it
+    assert excluded("~~b # a comment\nnot_a_tag e#x") == ["a"]  # 'e#x' is one (unknown) word
+    assert excluded("~a ~~e") == ["a"]  # nothing implies a or e
+    assert excluded("") == []
 
 
 # ---- exclusive groups --------------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ Two sources of validation counts (TP, FP, TN, FN at a range of thresholds):
   ``calibrate.py``: best metric per tag (tie: lower threshold), precision/recall floors, then threshold − 0.0001
   clamped to [0, 1] and written with 4 decimals.
 
-A tag with no qualifying threshold gets +inf, so ``p >= threshold`` never outputs it.
+A tag with no qualifying threshold gets +inf, so ``p >= threshold`` never outputs it. ``read_calibration_csv``
+reads back what ``calibrate.py`` writes (``tag,threshold,<metric>``), as JTP-3's ``-t PATH`` does.
 
 Metrics are named by a short string (``Metric.parse``): Hydra's grammar ``(f|csi)(<n.n>)?(@0.<digits>)?`` or
 ``default`` (= ``f1.0@0.1``), and JTP-3 ``calibrate.py``'s ``cti``, ``f<beta>``, ``j`` and ``p4``.
@@ -47,8 +48,8 @@ _ALIASES = {"cti": "csi", "ts": "csi", "csi": "csi", "f": "f", "j": "j", "bmi": 
 _SPEC = re.compile(r"(f|csi|cti|ts|j|bmi|informedness|p4)(\d+(?:\.\d+)?)?(?:@(0\.\d+))?")
 
 
-class ValidationDataError(JTPError):
-    """A validation-counts file (JTP-3 val CSV) is missing or malformed; the message names the file and line."""
+class CalibrationError(JTPError):
+    """A validation or calibration CSV is missing or malformed; the message names the file and line."""
 
 
 @dataclass(frozen=True)
@@ -201,9 +202,9 @@ class ValRow(NamedTuple):
 def read_val_csv(path: str | Path, problems: list[str] | None = None) -> Iterator[ValRow]:
     """Stream the rows of a JTP-3 validation CSV (``tag,threshold,tp,fp,tn,fn``; more columns, any order is fine).
 
-    The file is opened and its header checked at once (ValidationDataError if unreadable or a column is missing);
+    The file is opened and its header checked at once (CalibrationError if unreadable or a column is missing);
     rows are then read one at a time, so a 42 MB file costs no memory. A malformed row raises
-    ValidationDataError naming ``file:line`` — unless ``problems`` is a list: then the row is skipped and the
+    CalibrationError naming ``file:line`` — unless ``problems`` is a list: then the row is skipped and the
     same message appended to it. Broken CSV quoting always raises.
     """
     path = Path(path)
@@ -211,7 +212,7 @@ def read_val_csv(path: str | Path, problems: list[str] | None = None) -> Iterato
         # bad bytes become U+FFFD and are reported on their own line instead of failing at a random chunk
         handle = open(path, encoding="utf-8-sig", errors="replace", newline="")  # noqa: SIM115 - see _val_rows
     except OSError as error:
-        raise ValidationDataError(f"cannot read validation CSV {path}: {error.strerror or error}") from error
+        raise CalibrationError(f"cannot read validation CSV {path}: {error.strerror or error}") from error
     try:
         reader = csv.reader(handle)
         columns = _val_columns(next(reader, None), path)
@@ -232,10 +233,10 @@ def _val_rows(handle, reader, columns: list[int], path: Path, problems: list[str
                 except ValueError as error:
                     message = f"{path}:{reader.line_num}: {error}"
                     if problems is None:
-                        raise ValidationDataError(message) from None
+                        raise CalibrationError(message) from None
                     problems.append(message)
         except csv.Error as error:
-            raise ValidationDataError(f"{path}:{reader.line_num}: not valid CSV ({error})") from error
+            raise CalibrationError(f"{path}:{reader.line_num}: not valid CSV ({error})") from error
 
 
 def _val_columns(header: list[str] | None, path: Path) -> list[int]:
@@ -243,7 +244,7 @@ def _val_columns(header: list[str] | None, path: Path) -> list[int]:
     missing = [name for name in VAL_COLUMNS if name not in names]
     if missing:
         found = ",".join(header) if header else "nothing"
-        raise ValidationDataError(
+        raise CalibrationError(
             f"{path}:1: a validation CSV needs the columns {','.join(VAL_COLUMNS)}; found {found!r}"
         )
     return [names.index(name) for name in VAL_COLUMNS]
@@ -308,3 +309,46 @@ def _passes_floors(row: ValRow, min_precision: float, min_recall: float) -> bool
     if row.tp == 0.0:
         return min_precision <= 0.0 and min_recall <= 0.0
     return row.tp / (row.tp + row.fp) >= min_precision and row.tp / (row.tp + row.fn) >= min_recall
+
+
+# ---- JTP-3: a calibration CSV written by calibrate.py --------------------------------------------------------------
+
+
+def read_calibration_csv(path: str | Path, tags: Sequence[str]) -> Tensor:
+    """``tag,threshold[,…]`` (calibrate.py's output, JTP-3's ``-t PATH``) → thresholds [len(tags)] float64.
+
+    As the release reads it: a blank threshold is skipped, anything else must be a number in [0, 1]; tags the
+    file does not list get +inf (never output) and rows for tags the model lacks are ignored.
+    """
+    path = Path(path)
+    index = {tag: position for position, tag in enumerate(tags)}
+    thresholds = torch.full((len(tags),), math.inf, dtype=torch.float64)
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle)
+            header = [name.strip().lower() for name in next(reader, None) or []]
+            if "tag" not in header or "threshold" not in header:
+                raise CalibrationError(f"{path}:1: a calibration CSV needs the columns tag and threshold")
+            tag_column, threshold_column = header.index("tag"), header.index("threshold")
+            for fields in reader:
+                if len(fields) <= max(tag_column, threshold_column) or not fields[threshold_column].strip():
+                    continue  # blank threshold (or a blank line): the release skips it
+                value = _calibration_value(fields[threshold_column], f"{path}:{reader.line_num}")
+                position = index.get(fields[tag_column].strip())
+                if position is not None:
+                    thresholds[position] = value
+    except OSError as error:
+        raise CalibrationError(f"cannot read calibration CSV {path}: {error.strerror or error}") from error
+    except (csv.Error, UnicodeDecodeError) as error:
+        raise CalibrationError(f"{path}: not a readable CSV ({error})") from error
+    return thresholds
+
+
+def _calibration_value(text: str, where: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:
+        raise CalibrationError(f"{where}: threshold must be between 0.0 and 1.0, or blank; got {text!r}")
+    return value

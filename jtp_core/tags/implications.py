@@ -188,6 +188,27 @@ def excluded_mask(
     return torch.tensor(mask, dtype=torch.bool)
 
 
+def parse_tag_exclusions(text: str, graph: ImplicationGraph) -> Tensor:
+    """The Hydra package's exclude-tags list → bool mask [C]. Words are separated by white space; ``#`` starts a
+    comment as in group files. ``tag`` excludes the tag, ``~tag`` the tag and every tag implying it (``~canine``:
+    canine, wolf, fox, …) and ``~~tag`` only the tags implying it. Unknown tags are ignored.
+
+    (The package's parser drops the first letter of a plain word; we keep the word whole.)
+    """
+    mask = torch.zeros(len(graph), dtype=torch.bool)
+    for line in text.splitlines():
+        for word in re.split(r"(?:^|[ \t])#", line, maxsplit=1)[0].split():
+            tilde = len(word) - len(word.lstrip("~"))
+            position = graph.index.get(word[min(tilde, 2):])
+            if position is None:
+                continue
+            if tilde < 2:
+                mask[position] = True
+            if tilde:
+                mask.index_fill_(0, torch.tensor(graph.antecedents(position), dtype=torch.long), True)
+    return mask
+
+
 # ---- exclusive groups --------------------------------------------------------------------------------------------
 
 
@@ -309,6 +330,8 @@ def select_hydra(
     if mode in ("preserve", "inherit", "constrain"):
         kept = passing | graph.implied_by(passing)  # qualify: implied tags stay, even with θ = +inf
     elif mode.startswith("enforce"):
+        # the intended rule: a failing tag goes with all of A(t). (The package deletes keys one by one and raises
+        # KeyError when an antecedent removed earlier comes up again; we do not copy that.)
         failing = ~passing
         kept = ~(failing | graph.implying(failing))
     else:
