@@ -8,7 +8,15 @@ import torch
 
 from ..jtp_core import tag_results
 from .comfy_host import JTPModel, progress_reporter
-from .inputs import CATEGORY, batch_size_input, format_inputs, jtp_model_input, tag_options_input, transparency_input
+from .inputs import (
+    CATEGORY,
+    batch_size_input,
+    calibration_input,
+    format_inputs,
+    jtp_model_input,
+    tag_options_input,
+    transparency_input,
+)
 from .inputs import tag_options as _tag_options
 
 
@@ -38,6 +46,7 @@ class JTPTagger:
             "optional": {
                 "mask": transparency_input(),
                 "tag_options": tag_options_input(),
+                "calibration": calibration_input(),
             },
         }
 
@@ -54,7 +63,7 @@ class JTPTagger:
         probs = tagger.predict_image_tensor(
             image, mask, batch_size=batch_size or None, on_progress=progress_reporter(len(image))
         )
-        results = tag_results(probs, tagger.tags, _tag_options(tag_options, **widgets))
+        results = tag_results(probs, tagger.labels, _tag_options(tag_options, **widgets))
         texts = [result.text for result in results]
         scores = [json.dumps(result.scores) for result in results]
         return {"ui": {"text": texts}, "result": (texts, scores)}

@@ -87,7 +87,7 @@ def run_tag(args: argparse.Namespace) -> int:
             failures += 1
             print(f"error: {result.path}: {result.error}", file=sys.stderr)
             continue
-        tagged = tag_result(result.probs, tagger.tags, options)
+        tagged = tag_result(result.probs, tagger.labels, options)
         if args.json:
             print(json.dumps({"path": str(result.path), "tags": tagged.text, "scores": tagged.scores}), flush=True)
         elif len(paths) == 1:
