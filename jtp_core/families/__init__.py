@@ -1,0 +1,1 @@
+"""Model families: each owns its architecture, checkpoint layout, preprocessing and labels."""
