@@ -249,33 +249,59 @@ def _catmull_table() -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.float64)
 
 
-def _enlarge_axis(x: torch.Tensor, axis: int, out_len: int, fmt: str) -> torch.Tensor:
-    """Catmull-Rom enlargement along one axis with centre sampling (vips_affine + bicubic, per axis).
-
-    Only reached when a side is below one patch (16 px); libvips evaluates the 2-D 4x4 product, which for an
-    axis-aligned stretch is this separable form up to the rounding of the intermediate rows.
-    """
-    length = x.shape[axis]
-    scale = out_len / length
-    table = _catmull_table().to(x.device)
+def _catmull_taps(positions: list[float], fmt: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tap start index in the original image, coefficients [out, 4]) for libvips' bicubic interpolator."""
+    table = _catmull_table()
+    if fmt == "uchar":
+        table = (table * INTERPOLATE_SCALE).trunc()  # vips_bicubic_matrixi: (int) truncation
     starts, phases = [], []
-    for i in range(out_len):
-        pos = (i + 0.5) / scale - 0.5 + 1.0  # +1: libvips' one-pixel window offset keeps positions positive
-        starts.append(int(pos) - 2)
+    for pos in positions:
+        starts.append(int(pos) - 3)  # window (int)pos - 1 .. + 2 in an image embedded by 2 pixels
         s = int(pos * TRANSFORM_SCALE * 2)
         phases.append(((s & (TRANSFORM_SCALE * 2 - 1)) + 1) >> 1)
-    start = torch.tensor(starts, dtype=torch.int64, device=x.device)
-    coeffs = table[torch.tensor(phases, dtype=torch.int64, device=x.device)]
+    return torch.tensor(starts, dtype=torch.int64, device=device), table[phases].to(device)
+
+
+def _interp_axis(x: torch.Tensor, axis: int, start: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
     view = [1] * x.dim()
-    view[axis % x.dim()] = out_len
-    acc = torch.zeros((), dtype=torch.float64, device=x.device)
-    source = x.to(torch.float64)
+    view[axis % x.dim()] = coeffs.shape[0]
+    acc = None
     for i in range(4):
-        index = (start + i).clamp_(0, length - 1)
-        acc = acc + source.index_select(axis, index) * coeffs[:, i].reshape(view)
+        index = (start + i).clamp(0, x.shape[axis] - 1)
+        term = x.index_select(axis, index) * coeffs[:, i].reshape(view).to(x.dtype)
+        acc = term if acc is None else acc + term
+    return acc
+
+
+def _enlarge(x: torch.Tensor, hscale: float, vscale: float, fmt: str) -> torch.Tensor:
+    """vips_affine(scale, idx=idy=0.5, bicubic, extend copy) as vips_resize calls it for any axis > 1 (8.18).
+
+    Sample position in the source is out/scale - 0.5 on BOTH axes (libvips 8.18; 8.19 changed upscale centring),
+    so an axis that is not enlarged is still interpolated half a pixel off. The 4x4 stencil is evaluated as
+    rows first, then columns, as bicubic.cpp does.
+    """
+    in_h, in_w = x.shape[-3], x.shape[-2]
+    a, d = (hscale if hscale > 1.0 else 1.0), (vscale if vscale > 1.0 else 1.0)
+    tmp = 1.0 / (a * d)  # vips__transform_calc_inverse
+    ia, id_ = tmp * d, tmp * a
+    out_w, out_h = int(in_w * a + 0.5), int(in_h * d + 0.5)  # oarea, VIPS_ROUND_INT
+    work = x.to(torch.int64 if fmt == "uchar" else torch.float64)
+    # x: 0 * ia + 0.5 (idx) + 1 (window offset), then += ia per pixel along the row; y: recomputed per row
+    positions, ix = [], 1.5
+    for _ in range(out_w):
+        positions.append(ix)
+        ix += ia
+    start, coeffs = _catmull_taps(positions, fmt, x.device)
+    work = _interp_axis(work, -2, start, coeffs)
     if fmt == "uchar":
-        return acc.add_(0.5).floor_().clamp_(0, 255).to(torch.int32)
-    return acc.clamp_(0, FORMAT_MAX[fmt]).trunc_().to(torch.int32)
+        work = (work + (INTERPOLATE_SCALE >> 1)) >> INTERPOLATE_SHIFT  # row sums rounded, not clipped
+    start, coeffs = _catmull_taps([id_ * y + 1.5 for y in range(out_h)], fmt, x.device)
+    work = _interp_axis(work, -3, start, coeffs)
+    if fmt == "uchar":
+        work = (work + (INTERPOLATE_SCALE >> 1)) >> INTERPOLATE_SHIFT
+    if fmt == "uchar":
+        return work.clamp(0, 255).to(torch.int32)
+    return work.clamp(0, FORMAT_MAX[fmt]).trunc().to(torch.int32)  # double -> ushort truncates
 
 
 # --------------------------------------------------------------------------------------------- public
@@ -303,10 +329,8 @@ def vips_resize(
         x = _reduce_axis(x, -3, 1.0 / vscale, kernel, fmt, gap)
     if hscale < 1.0:
         x = _reduce_axis(x, -2, 1.0 / hscale, kernel, fmt, gap)
-    if vscale > 1.0:
-        x = _enlarge_axis(x, -3, out_h, fmt)
-    if hscale > 1.0:
-        x = _enlarge_axis(x, -2, out_w, fmt)
+    if hscale > 1.0 or vscale > 1.0:
+        x = _enlarge(x, hscale, vscale, fmt)
     if x.shape[-3:-1] != (out_h, out_w):
         raise ImageError(f"resize produced {x.shape[-2]}x{x.shape[-3]}, expected {out_w}x{out_h}")
     return x.to(torch.int32)
