@@ -17,7 +17,7 @@ Everything works on integer tensors ``[..., H, W, C]`` (any leading batch dims, 
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import torch
 
@@ -83,14 +83,14 @@ def size_for_seq(
 # --------------------------------------------------------------------------------------------- sRGB <-> linear LUTs
 
 
-@lru_cache(maxsize=None)
+@cache
 def srgb_to_linear16_lut() -> torch.Tensor:
     """8-bit sRGB -> 16-bit linear (int32 [256]), RedRocket's table for ``mks2013-linear``."""
     values = [round(c * 257 / 12.92) if c <= 10 else round(((c + 14.025) / 269.025) ** 2.4 * 65535) for c in range(256)]
     return torch.tensor(values, dtype=torch.int32)
 
 
-@lru_cache(maxsize=None)
+@cache
 def linear16_to_srgb_lut() -> torch.Tensor:
     """16-bit linear -> 8-bit sRGB (uint8 [65536]), the inverse table."""
     v = torch.arange(65536, dtype=torch.float64)
@@ -164,12 +164,12 @@ def _box_shrink(x: torch.Tensor, axis: int, factor: int, fmt: str) -> torch.Tens
     shape = list(x.shape)
     axis = axis % x.dim()
     shape[axis : axis + 1] = [out_len, factor]
-    sums = x.to(torch.int64).reshape(shape).sum(dim=axis + 1)
+    sums = x.to(torch.int32).reshape(shape).sum(dim=axis + 1, dtype=torch.int32)
     amend = factor // 2
     if fmt == "uchar":
         # fixed-point path: ((sum + amend) * (2^32 // (256 * factor))) >> 24, in uint32 (no overflow possible)
         multiplier = (1 << 32) // (256 * factor)
-        return ((sums + amend) * multiplier) >> 24
+        return ((sums.to(torch.int64) + amend) * multiplier >> 24).to(torch.int32)
     return (sums + amend) // factor
 
 
@@ -217,21 +217,23 @@ def _reduce_axis(x: torch.Tensor, axis: int, shrink: float, kernel: str, fmt: st
     start = torch.tensor(starts, dtype=torch.int64, device=x.device) - (math.ceil(n / 2) - 1)
     coeffs = table[torch.tensor(phases, dtype=torch.int64, device=x.device)]  # [out, n]
     src_len = x.shape[axis]
-    view = [1] * x.dim()
-    view[axis % x.dim()] = out_len
-    acc = torch.full((), INTERPOLATE_SCALE >> 1, dtype=torch.int64, device=x.device)
-    source = x.to(torch.int32)
+    # gather whole rows/columns along dim 0 (contiguous copies), then move the axis back
+    source = x.to(torch.int32).movedim(axis, 0).contiguous()
+    view = [out_len] + [1] * (x.dim() - 1)
+    acc = None
+    # int32 is enough: |sum| <= 65535 * sum(|c|) < 2^31 for these kernels
     for i in range(n):
         index = (start + i).clamp_(0, src_len - 1)
-        taps = source.index_select(axis, index)
-        acc = acc + taps * coeffs[:, i].reshape(view)
-    return (acc >> INTERPOLATE_SHIFT).clamp_(0, FORMAT_MAX[fmt])
+        taps = source.index_select(0, index).mul_(coeffs[:, i].reshape(view))
+        acc = taps.add_(INTERPOLATE_SCALE >> 1) if acc is None else acc.add_(taps)
+    acc = acc.movedim(0, axis)
+    return acc.bitwise_right_shift_(INTERPOLATE_SHIFT).clamp_(0, FORMAT_MAX[fmt])
 
 
 # --------------------------------------------------------------------------------------------- enlarge
 
 
-@lru_cache(maxsize=None)
+@cache
 def _catmull_table() -> torch.Tensor:
     """float64 [65, 4]: libvips' calculate_coefficients_catmull at phases 0/64 .. 64/64."""
     rows = []
@@ -340,9 +342,9 @@ def mks2013_linear_resize(srgb: torch.Tensor, out_h: int, out_w: int, gap: float
     """Hydra 3.5's ``mks2013-linear``: 8-bit sRGB -> 16-bit linear LUT -> MKS2013 resize -> LUT back (uint8)."""
     lut_in = srgb_to_linear16_lut().to(srgb.device)
     lut_out = linear16_to_srgb_lut().to(srgb.device)
-    linear = lut_in[srgb.to(torch.int64)]
+    linear = lut_in.index_select(0, srgb.reshape(-1).to(torch.int32)).reshape(srgb.shape)
     resized = vips_resize(linear, out_h, out_w, "mks2013", "ushort", gap)
-    return lut_out[resized.to(torch.int64)]
+    return lut_out.index_select(0, resized.reshape(-1)).reshape(resized.shape)
 
 
 def lanczos3_resize(srgb: torch.Tensor, out_h: int, out_w: int, gap: float = 3.0) -> torch.Tensor:
