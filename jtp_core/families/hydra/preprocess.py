@@ -16,7 +16,9 @@ one patch). Two pipelines, chosen from the checkpoint's metadata (:meth:`NaFlexP
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -129,24 +131,75 @@ def _working_mode(image: Image.Image) -> str:
     return "RGBA" if alpha else "RGB"
 
 
-def _icc_to_srgb(image: Image.Image, grey_to_rgb: bool) -> Image.Image:
-    """Embedded ICC profile -> built-in sRGB, relative colorimetric + black-point compensation (else the
-    profile's default intent), HIGHRESPRECALC. Any error leaves the image as it is (both releases do so).
+@functools.cache
+def libvips_srgb_profile() -> bytes:
+    """The sRGB output profile libvips' ``icc_transform("srgb")`` uses, built from its numbers.
 
-    ``grey_to_rgb``: grey images transform into 3-band sRGB (libvips) instead of staying "L" (Pillow release,
-    where lcms refuses a grey -> RGB-profile transform in mode L and the image is left unchanged).
+    libvips bundles the public-domain (CC0) compact "sRGB" v4 profile; its primaries, chad matrix and
+    parametric curve (gamma 2.40004, s15.16) differ in the last bits from lcms' built-in sRGB, which moves ~1.6%
+    of 8-bit values by one step. With these numbers Pillow's lcms gives libvips' bytes exactly.
+    """
+
+    def xyz(x: int, y: int, z: int) -> bytes:
+        return b"XYZ " + bytes(4) + struct.pack(">3i", x, y, z)
+
+    def mluc(text: str) -> bytes:
+        raw = text.encode("utf-16-be")
+        return b"mluc" + bytes(4) + struct.pack(">II4sII", 1, 12, b"enUS", len(raw), 28) + raw
+
+    chad = (0x10C3F, 0x5DD, -0xCDA, 0x790, 0xFD92, -0x45F, -0x25E, 0x3DC, 0xC071)
+    trc = b"para" + bytes(4) + struct.pack(">HH5i", 3, 0, 0x26669, 0xF2A7, 0xD59, 0x13D0, 0xA5B)
+    tags = [
+        (b"desc", mluc("sRGB")),
+        (b"cprt", mluc("CC0")),
+        (b"wtpt", xyz(0xF6D6, 0x10000, 0xD32D)),
+        (b"chad", b"sf32" + bytes(4) + struct.pack(">9i", *chad)),
+        (b"rXYZ", xyz(0x6FA0, 0x38F2, 0x38F)),
+        (b"gXYZ", xyz(0x6296, 0xB789, 0x18DA)),
+        (b"bXYZ", xyz(0x24A0, 0xF85, 0xB6C4)),
+        (b"rTRC", trc),
+    ]
+    table_end = 128 + 4 + 12 * (len(tags) + 2)
+    body, entries, offset = b"", [], table_end
+    for signature, data in tags:
+        entries.append((signature, offset, len(data)))
+        data += bytes(-len(data) % 4)
+        body += data
+        offset += len(data)
+    trc_entry = entries[-1]
+    entries += [(b"gTRC", trc_entry[1], trc_entry[2]), (b"bTRC", trc_entry[1], trc_entry[2])]
+    table = struct.pack(">I", len(entries)) + b"".join(struct.pack(">4sII", *entry) for entry in entries)
+    size = table_end + len(body)
+    header = struct.pack(">I4sI4s4s4s12s4s", size, b"lcms", 0x04200000, b"mntr", b"RGB ", b"XYZ ", bytes(12), b"acsp")
+    header += bytes(24) + struct.pack(">I3i", 0, 0xF6D6, 0x10000, 0xD32D)
+    header += bytes(128 - len(header))
+    return header + table + body
+
+
+def _icc_to_srgb(image: Image.Image, libvips: bool) -> Image.Image:
+    """Embedded ICC profile -> sRGB, relative colorimetric + black-point compensation (else the profile's
+    default intent). Any error leaves the image as it is (both releases do so).
+
+    Pillow release: lcms' built-in sRGB with HIGHRESPRECALC; grey stays "L" (lcms refuses grey -> an RGB
+    profile in mode L, so such images are left unchanged). ``libvips``: libvips' own sRGB profile, its flags
+    (black-point compensation only) and grey -> 3-band sRGB, as ``icc_transform("srgb", depth=8)`` does.
     """
     icc = image.info.get("icc_profile")
     if not icc:
         return image
     try:
         source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        srgb = ImageCms.createProfile("sRGB")
+        if libvips:
+            srgb = ImageCms.ImageCmsProfile(io.BytesIO(libvips_srgb_profile()))
+            precision = ImageCms.Flags.NONE
+        else:
+            srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+            precision = ImageCms.Flags.HIGHRESPRECALC
         relative = ImageCms.Intent.RELATIVE_COLORIMETRIC
         if ImageCms.isIntentSupported(source, relative, ImageCms.Direction.INPUT):
-            intent, flags = relative, ImageCms.Flags.HIGHRESPRECALC | ImageCms.Flags.BLACKPOINTCOMPENSATION
+            intent, flags = relative, precision | ImageCms.Flags.BLACKPOINTCOMPENSATION
         else:
-            intent, flags = ImageCms.getDefaultIntent(source), ImageCms.Flags.HIGHRESPRECALC
+            intent, flags = ImageCms.getDefaultIntent(source), precision
         mode = _working_mode(image)
         if image.mode == "CMYK":
             in_mode, converted = "CMYK", image
@@ -155,7 +208,7 @@ def _icc_to_srgb(image: Image.Image, grey_to_rgb: bool) -> Image.Image:
         alpha = converted.getchannel("A") if mode in ("RGBA", "LA") else None
         if in_mode == "LA":  # lcms has no grey+alpha type in Pillow: transform the grey, keep alpha aside
             in_mode, converted = "L", converted.getchannel("L")
-        out_mode = "RGB" if (in_mode in ("RGB", "RGBA", "CMYK") or grey_to_rgb) else in_mode
+        out_mode = "RGB" if (in_mode in ("RGB", "RGBA", "CMYK") or libvips) else in_mode
         if in_mode == "RGBA":
             in_mode, converted = "RGB", converted.convert("RGB")
         transform = ImageCms.buildTransform(source, srgb, in_mode, out_mode, intent, flags)
@@ -182,7 +235,7 @@ def pillow_release_pixels(image: Image.Image, max_seq: int = 1024) -> np.ndarray
     _load(image)
     with contextlib.suppress(Exception):  # the release ignores EXIF errors
         image = ImageOps.exif_transpose(image)
-    image = _icc_to_srgb(image, grey_to_rgb=False)
+    image = _icc_to_srgb(image, libvips=False)
     try:
         image = _to_8bit(image)
         image = image.convert("RGBA").convert("RGBa") if _has_alpha(image) else image.convert("RGB")
@@ -232,7 +285,7 @@ def vips_port_pixels(image: Image.Image, max_seq: int, background: int, resize: 
     """Hydra 3.5 preprocessing with the libvips port: uint8 [h, w, 3] at the NaFlex size, display orientation."""
     _load(image)
     orientation = _orientation(image)
-    image = _icc_to_srgb(image, grey_to_rgb=True)
+    image = _icc_to_srgb(image, libvips=True)
     try:
         image = _to_8bit(image)
         rgba = np.array(image.convert("RGBA" if _has_alpha(image) else "RGB"), dtype=np.uint8)
