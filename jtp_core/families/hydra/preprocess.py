@@ -242,7 +242,7 @@ def pillow_release_pixels(image: Image.Image, max_seq: int = 1024) -> np.ndarray
         out_h, out_w = size_for_seq(image.height, image.width, max_seq)
         if image.size != (out_w, out_h):
             image = image.resize((out_w, out_h), Image.LANCZOS, reducing_gap=3.0)
-        return np.asarray(image, dtype=np.uint8)[..., :3]
+        return np.array(image, dtype=np.uint8)[..., :3]
     except (OSError, ValueError) as error:
         raise ImageError(f"could not convert image: {error}") from error
 
