@@ -6,6 +6,16 @@
 Weights are random (real dims: JTP-3 7,504 tags, Hydra 3.5 8,886 tags); one image of 1,024 tokens (32×32 grid).
 Each measurement runs in a fresh subprocess; its peak is Linux's VmHWM, reset after the weights are built
 (``/proc/self/clear_refs``), minus the resident size at that point: the memory the head's activations take.
+
+Measured on 2 shared CPU cores (torch 2.14.1, load average ~7, so times are ±20%):
+    head activations, one image   all tags    chunk 1024   chunk 256
+    JTP-3     (7,504 tags) bf16     432 MB       96 MB       29 MB
+    JTP-3                  fp32     809 MB      192 MB      124 MB
+    Hydra 3.5 (8,886 tags) bf16     529 MB       71 MB       45 MB
+    Hydra 3.5              fp32    1063 MB      181 MB      119 MB
+    chunked logits are bit-identical to unchunked at real size (bf16 and fp32); interleaved timing shows no
+    measurable cost of chunk 1024 (JTP-3 bf16 head ≈ 8 s, Hydra 3.5 ≈ 20 s per image here).
+    full forward, one image       bf16 20.4 s (JTP-3), 26.8 s (Hydra 3.5); fp32 58.3 s, 83.5 s
 """
 
 from __future__ import annotations
