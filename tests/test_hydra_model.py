@@ -16,7 +16,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hydra_checkpoints import TINY, hydra_state, labels_text, tiny_tag_names, write_hydra_checkpoint
-from safetensors.torch import load_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 VARIANTS = ("rr_hydra", "rr_hydra2")
 LN_EPS = {"rr_hydra": 1e-6, "rr_hydra2": 1e-5}  # the choice documented in checkpoint.DEFAULT_LN_EPS
@@ -385,9 +386,6 @@ def test_bad_validation_shape_and_label_lines(tmp_path):
     path = write_hydra_checkpoint(tmp_path / "v.safetensors", "rr_hydra2", 4, state=state)
     tensors = load_file(str(path))
     tensors["validation"] = torch.zeros(3, 9, 4)
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
     with safe_open(str(path), "pt") as reader:
         metadata = reader.metadata()
     save_file(tensors, str(tmp_path / "v2.safetensors"), metadata=metadata)

@@ -48,9 +48,10 @@ def multilayer_cam(
         features, valid, coords, kept = model.features(patches, coords, valid, keep_blocks=depth)
         scores = _scores(model, features, valid, tags)
     maps = []
+    heads = _HeadCache(model)
     with torch.inference_mode(False), torch.enable_grad():
         for b in range(len(tags)):
-            pool, head = _fp32_head(model, tags[b])
+            pool, head = heads.get(tags[b])
             mask = valid[b : b + 1].clone()
             total = torch.zeros(tags.shape[1], valid.shape[1], device=valid.device)
             for output in kept:
@@ -72,9 +73,10 @@ def attention_maps(
         features, valid, coords, _ = model.features(patches, coords, valid)
         scores = _scores(model, features, valid, tags)
     maps = []
+    heads = _HeadCache(model)
     with torch.inference_mode(False), torch.no_grad():
         for b in range(len(tags)):
-            pool, _ = _fp32_head(model, tags[b])
+            pool, _ = heads.get(tags[b])
             weights = pool.attention_weights(features[b : b + 1].float().clone(), valid[b : b + 1].clone())[0]
             maps.append(_to_grid(weights, coords[b], valid[b]))
     return HydraMaps(tags=tags.cpu(), scores=scores.cpu(), maps=maps)
@@ -93,6 +95,21 @@ def _scores(model: HydraTagger, features: torch.Tensor, valid: torch.Tensor, tag
     rows = [model.head_logits(features[b : b + 1], valid[b : b + 1], tags=tags[b].to(features.device))
             for b in range(len(tags))]
     return torch.sigmoid(torch.cat(rows).float())
+
+
+class _HeadCache:
+    """One float32 head copy per distinct tag list (images usually share theirs)."""
+
+    def __init__(self, model: HydraTagger) -> None:
+        self.model = model
+        self.copies: dict[tuple[int, ...], tuple[HydraPool | Hydra2Pool, nn.Module | None]] = {}
+
+    def get(self, tags: torch.Tensor) -> tuple[HydraPool | Hydra2Pool, nn.Module | None]:
+        key = tuple(tags.tolist())
+        if key not in self.copies:
+            self.copies.clear()  # keep one copy at a time: the pool's shared weights are large at real size
+            self.copies[key] = _fp32_head(self.model, tags)
+        return self.copies[key]
 
 
 def _fp32_head(model: HydraTagger, tags: torch.Tensor) -> tuple[HydraPool | Hydra2Pool, nn.Module | None]:
