@@ -147,35 +147,26 @@ def test_bf16_batch_equals_each_image_alone(checkpoints, variant):
     patches, coords, valid = pack(GRIDS)
     with torch.inference_mode():
         batch = loaded.model(patches, coords, valid)
-        alone = torch.cat([loaded.model(patches[b : b + 1, : h * w], coords[b : b + 1, : h * w],
-                                        valid[b : b + 1, : h * w]) for b, (h, w) in enumerate(GRIDS)])
+        # alone, each image is padded to the same sequence length, as the preprocessor pads every image
+        alone = torch.cat([loaded.model(patches[b : b + 1], coords[b : b + 1], valid[b : b + 1])
+                           for b in range(len(GRIDS))])
     assert batch.dtype == torch.float32
-    # Not bit-identical: alone, an image's sequence is trimmed to its own length, and SDPA then sums the
-    # softmax in another order; a 1-ulp change of a bf16 feature can move the bf16 logit by an ulp or two
-    # (2^-7 near |logit| = 1, Δp ≈ 2e-3 per ulp). The longest image (same length both ways) is bit-identical.
-    difference = (batch - alone).abs()
-    assert difference.max() <= 1e-2 and torch.equal(batch[-1], alone[-1])
+    assert (batch - alone).abs().max() <= 1e-3
     state = load_file(str(checkpoints[variant]))
     expected = torch.stack([reference_probs(state, variant, patches[b], coords[b], valid[b], LN_EPS[variant])
                             for b in range(len(GRIDS))])
     assert (batch - expected).abs().max() < 0.05  # bf16 rounding only
 
 
-def test_padding_is_trimmed_without_changing_results(checkpoints):
+def test_padding_length_does_not_change_results(checkpoints):
     from jtp_core.families.hydra.checkpoint import load_hydra
 
     model = load_hydra(checkpoints["rr_hydra2"], dtype=torch.float32).model
     short = pack(GRIDS[:3], seq=64)  # longest image: 36 tokens
     long = pack(GRIDS[:3], seq=1024)
-    seen = []
-    handle = model.blocks[0].register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[1]))
-    try:
-        with torch.inference_mode():
-            a, b = model(*short), model(*long)
-    finally:
-        handle.remove()
-    assert seen == [36, 36]
-    assert torch.allclose(a, b, atol=1e-6, rtol=0)
+    with torch.inference_mode():
+        a, b = model(*short), model(*long)
+    assert torch.allclose(a, b, atol=1e-5, rtol=0)
 
 
 def test_bf16_normalisation_rounds_each_step():
