@@ -98,7 +98,7 @@ def calibration_input() -> tuple[str, dict[str, Any]]:
         "tooltip": "JTP-3 / Hydra: per-tag thresholds calibrated on RedRocket's validation data instead of the "
                    "fixed threshold. auto = the model's default (Hydra 3.5: f1.0@0.1, JTP-3: cti); a number from 0 "
                    "(more tags, recall) to 1 (fewer, surer tags, precision); a metric such as f2.0@0.1, csi, j; "
-                   "off = the threshold above. JTP-1 models always use the threshold.",
+                   "off = the threshold above. JTP-1 models have no calibration data: leave auto (or off) for them.",
     })
 
 

@@ -32,7 +32,8 @@ def add_tag_knowledge_arguments(parser: argparse.ArgumentParser) -> None:
         "--calibration", default="auto", metavar="METRIC|0..1|off",
         help="per-tag calibrated thresholds instead of --threshold, for models with validation data: auto = the "
              "model's default (Hydra 3.5: f1.0@0.1, JTP-3: cti); a metric such as f2.0@0.1, csi, cti, j; or a "
-             "number from 0 (recall) to 1 (precision); off = use --threshold. JTP-1 models always use --threshold",
+             "number from 0 (recall) to 1 (precision); off = use --threshold. JTP-1 models have no calibration data: "
+             "auto and off both use --threshold",
     )
     group.add_argument("--exclude-categories", default="", help="comma-separated categories to drop, e.g. meta,species")
     group.add_argument(

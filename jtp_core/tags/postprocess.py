@@ -14,7 +14,7 @@ import torch
 
 from ..families.base import Labels
 from .calibration import Metric
-from .selection import select_by_rules
+from .selection import calibration_metric, select_by_rules
 from .tag_knowledge import TagKnowledge, check_table_for, normalized_fields
 from .tag_table import TagTable
 
@@ -35,7 +35,9 @@ class TagOptions:
     # e621 tag knowledge (see tag_knowledge.py); all of it needs tag_table, and none of it changes the output
     # while left at these defaults
     tag_table: TagTable | None = None  # categories and implications, from tag_table.load_tag_table
-    implications: str = "off"  # "remove": drop tags a kept, more specific tag implies; "add": complete chains
+    # "auto" = the model's own tool's default: off for JTP-1, inherit for JTP-3 / Hydra (tags/selection.py).
+    # JTP-1 with a table: "remove" drops tags a kept, more specific tag implies; "add" completes chains.
+    implications: str = "auto"
     exclude_categories: tuple[str, ...] = ()  # category names: general, species, character, meta, ...
     category_thresholds: Mapping[str, float] = field(default_factory=dict)  # name → threshold instead of `threshold`
     category_max: Mapping[str, int] = field(default_factory=dict)  # name → at most this many tags of it
@@ -116,6 +118,7 @@ def select_tags(
     if labels.rules != "jtp1":
         return select_by_rules(probs, labels, options)
     check_table_for(options)
+    calibration_metric(options.calibration, labels)  # JTP-1 has no validation data: a metric asked for is an error
     tags = labels.tags
     probs = probs.detach().float().cpu()
     order = torch.argsort(probs, descending=True, stable=True)

@@ -14,8 +14,6 @@ per model and option value and kept on the Labels.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -165,7 +163,3 @@ def _excluded_mask(labels: Labels, options: TagOptions) -> torch.Tensor:
         categories = [category(tag) for tag in labels.tags]
     return excluded_mask(labels.tags, categories, options.exclude_categories, named)
 
-
-def symmetric_scores(scores: Sequence[float]) -> list[float]:
-    """JTP-3's tools show 2p − 1 (−1…1); for users comparing with them."""
-    return [round(2 * score - 1, 4) if math.isfinite(score) else score for score in scores]
