@@ -219,3 +219,14 @@ def test_caption_folder_with_a_hydra_model(models_dir, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     captions = sorted(tmp_path.glob("*.txt"))
     assert len(captions) == len(MIXED) and all(path.read_text().strip() for path in captions)
+
+
+def test_int8_quantizes_the_hydra_backbone_and_keeps_heads_float(models_dir, taggers):
+    from jtp_core.inference.quantize import is_quantized
+
+    int8 = load_tagger("TINY_H35", device="cpu", precision="int8", models_dirs=[models_dir], sequence_length=SEQ)
+    assert is_quantized(int8.model.blocks) and not is_quantized(int8.model.attn_pool)
+    assert type(int8.model.embeds.proj) is torch.nn.Linear  # the patch embedding stays float, like JTP-1's conv
+    images = [_photo(h, w, seed) for seed, (h, w) in enumerate(MIXED.values())]
+    expected, got = taggers["TINY_H35"].predict_pils(images), int8.predict_pils(images)
+    assert 0 < (got - expected).abs().max() < 0.1  # changed, but only slightly

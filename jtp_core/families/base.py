@@ -106,8 +106,8 @@ class ModelFamily(ABC):
     name: str
     # RedRocket's own code: PILOT's demo keeps p > threshold, the Hydra tools keep p >= threshold
     inclusive_threshold: bool = False
-    # top-level modules after the backbone: kept in float for int8, run in fp32 with gradients for heatmaps
-    head_modules: tuple[str, ...] = ()
+    # top-level modules int8 leaves in float: the heads (they set the scores and heatmaps need their gradients)
+    float_modules: tuple[str, ...] = ()
 
     @abstractmethod
     def recognizes(self, header: CheckpointHeader) -> bool:

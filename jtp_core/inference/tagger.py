@@ -202,7 +202,7 @@ def load_tagger_from_files(
     if precision == "int8":
         from .quantize import quantize_int8
 
-        quantize_int8(loaded.model, loaded.family.head_modules)
+        quantize_int8(loaded.model, loaded.family.float_modules)
     return Tagger.from_loaded(loaded, name=files.name, compile_model=compile_model)
 
 

@@ -74,7 +74,7 @@ class HydraTagger(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.embeds.proj.weight.dtype
+        return self.norm.weight.dtype  # a LayerNorm: never swapped for a quantized module
 
     def forward(self, patches: torch.Tensor, coords: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         features, valid, _, _ = self.features(patches, coords, valid)
@@ -88,7 +88,7 @@ class HydraTagger(nn.Module):
         blocks). The whole padded sequence is run, as RedRocket's releases run it: trimming it to the batch's
         longest image would make an image's bf16 result depend on the other images of its batch (the masked
         softmax is summed in another order), by up to ~6e-3."""
-        device = self.embeds.proj.weight.device
+        device = self.norm.weight.device
         valid = valid.to(device=device, dtype=torch.bool)
         patches, coords = patches.to(device), coords.to(device)
         # uint8 → [-1, 1] in the model's dtype, each step rounded in it (bit parity with the release in bf16)
