@@ -317,6 +317,16 @@ def test_pillow_pipeline_converts_icc_to_srgb():
 # --------------------------------------------------------------------------------------------- libvips pipeline
 
 
+def test_flatten_is_floor_division():
+    from jtp_core.families.hydra.preprocess import flatten
+
+    p, a = torch.meshgrid(torch.arange(256), torch.arange(256), indexing="ij")
+    rgb = p.to(torch.uint8)[..., None].expand(-1, -1, 3)
+    for background in (0, 127, 255):
+        expected = (p * a + background * (255 - a)) // 255
+        assert torch.equal(flatten(rgb, a.to(torch.uint8), background)[..., 0].long(), expected)
+
+
 def test_vips_pipeline_flattens_onto_background_before_resizing():
     rgba = np.zeros((64, 96, 4), np.uint8)
     rgba[..., :3] = 200
