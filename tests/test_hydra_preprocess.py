@@ -215,6 +215,8 @@ AWKWARD = [
     (3, 3),
     (1, 1),
     (40, 12),
+    (394, 14),  # narrow: the enlargement drives which rows the vertical reduce makes together
+    (4486, 11),
 ]
 
 
