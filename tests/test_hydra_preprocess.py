@@ -483,5 +483,7 @@ def test_bad_settings():
         NaFlexPreprocessor(pipeline="opencv")
     with pytest.raises(ValueError, match="resize"):
         NaFlexPreprocessor(pipeline="vips", resize="bicubic")
+    with pytest.raises(ValueError, match="backend"):
+        NaFlexPreprocessor(pipeline="pillow", backend="pyvips")
     with pytest.raises(ImageError, match="IMAGE"):
         NaFlexPreprocessor().from_image_tensor(torch.zeros(2, 8, 8, 2))

@@ -423,6 +423,8 @@ class NaFlexPreprocessor:
                 f"{background!r}, resize={resize!r} (use pipeline='vips' for Hydra 3.5 settings)"
             )
         if backend == "pyvips":
+            if pipeline != "vips":
+                raise ValueError("backend='pyvips' is for the libvips pipeline (pipeline='vips')")
             _pyvips()  # fail now, with the install hint, rather than on the first image
         self.pipeline, self.background, self.resize, self.backend = pipeline, background, resize, backend
 
