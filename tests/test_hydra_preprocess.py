@@ -215,6 +215,8 @@ AWKWARD = [
     (3, 3),
     (1, 1),
     (40, 12),
+    (394, 14),  # narrow: the enlargement drives which rows the vertical reduce makes together
+    (4486, 11),
 ]
 
 
@@ -315,6 +317,16 @@ def test_pillow_pipeline_converts_icc_to_srgb():
 
 
 # --------------------------------------------------------------------------------------------- libvips pipeline
+
+
+def test_flatten_is_floor_division():
+    from jtp_core.families.hydra.preprocess import flatten
+
+    p, a = torch.meshgrid(torch.arange(256), torch.arange(256), indexing="ij")
+    rgb = p.to(torch.uint8)[..., None].expand(-1, -1, 3)
+    for background in (0, 127, 255):
+        expected = (p * a + background * (255 - a)) // 255
+        assert torch.equal(flatten(rgb, a.to(torch.uint8), background)[..., 0].long(), expected)
 
 
 def test_vips_pipeline_flattens_onto_background_before_resizing():
@@ -471,5 +483,7 @@ def test_bad_settings():
         NaFlexPreprocessor(pipeline="opencv")
     with pytest.raises(ValueError, match="resize"):
         NaFlexPreprocessor(pipeline="vips", resize="bicubic")
+    with pytest.raises(ValueError, match="backend"):
+        NaFlexPreprocessor(pipeline="pillow", backend="pyvips")
     with pytest.raises(ImageError, match="IMAGE"):
         NaFlexPreprocessor().from_image_tensor(torch.zeros(2, 8, 8, 2))

@@ -230,8 +230,9 @@ def _load(image: Image.Image) -> None:
 # --------------------------------------------------------------------------------------------- pipelines
 
 
-def pillow_release_pixels(image: Image.Image, max_seq: int = 1024) -> np.ndarray:
-    """JTP-3 release preprocessing: uint8 [h, w, 3] at the NaFlex size."""
+def pillow_release_pixels(image: Image.Image, max_seq: int = 1024, size: tuple[int, int] | None = None) -> np.ndarray:
+    """JTP-3 release preprocessing: uint8 [h, w, 3] at the NaFlex size (or at ``size`` (h, w), display
+    orientation, when given: a JPEG draft must keep the full image's target)."""
     _load(image)
     with contextlib.suppress(Exception):  # the release ignores EXIF errors
         image = ImageOps.exif_transpose(image)
@@ -239,7 +240,7 @@ def pillow_release_pixels(image: Image.Image, max_seq: int = 1024) -> np.ndarray
     try:
         image = _to_8bit(image)
         image = image.convert("RGBA").convert("RGBa") if _has_alpha(image) else image.convert("RGB")
-        out_h, out_w = size_for_seq(image.height, image.width, max_seq)
+        out_h, out_w = size or size_for_seq(image.height, image.width, max_seq)
         if image.size != (out_w, out_h):
             image = image.resize((out_w, out_h), Image.LANCZOS, reducing_gap=3.0)
         return np.array(image, dtype=np.uint8)[..., :3]
@@ -251,9 +252,9 @@ def flatten(rgb: torch.Tensor, alpha: torch.Tensor | None, background: int) -> t
     """libvips flatten for 8-bit: floor((p * a + bg * (255 - a)) / 255); rgb [..., 3], alpha [...]."""
     if alpha is None:
         return rgb
-    p = rgb.to(torch.int32)
     a = alpha.to(torch.int32).unsqueeze(-1)
-    return torch.div(p * a + background * (255 - a), 255, rounding_mode="floor").to(torch.uint8)
+    total = rgb.to(torch.int32) * a + background * (255 - a)  # <= 65025
+    return ((total * 32897) >> 23).to(torch.uint8)  # == total // 255 for 0 <= total <= 65025 (checked in tests)
 
 
 def vips_resize_srgb(pixels: torch.Tensor, out_h: int, out_w: int, resize: str) -> torch.Tensor:
@@ -281,8 +282,11 @@ def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(ops[orientation](pixels)) if orientation in ops else pixels
 
 
-def vips_port_pixels(image: Image.Image, max_seq: int, background: int, resize: str) -> np.ndarray:
-    """Hydra 3.5 preprocessing with the libvips port: uint8 [h, w, 3] at the NaFlex size, display orientation."""
+def vips_port_pixels(
+    image: Image.Image, max_seq: int, background: int, resize: str, size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Hydra 3.5 preprocessing with the libvips port: uint8 [h, w, 3] at the NaFlex size (or ``size``), display
+    orientation."""
     _load(image)
     orientation = _orientation(image)
     image = _icc_to_srgb(image, libvips=True)
@@ -293,7 +297,7 @@ def vips_port_pixels(image: Image.Image, max_seq: int, background: int, resize: 
         raise ImageError(f"could not convert image: {error}") from error
     height, width = rgba.shape[:2]
     display = (width, height) if 5 <= orientation <= 8 else (height, width)
-    out_h, out_w = size_for_seq(*display, max_seq)
+    out_h, out_w = size or size_for_seq(*display, max_seq)
     if 5 <= orientation <= 8:
         out_h, out_w = out_w, out_h  # resize in stored orientation, rotate last
     pixels = torch.from_numpy(rgba)
@@ -419,6 +423,8 @@ class NaFlexPreprocessor:
                 f"{background!r}, resize={resize!r} (use pipeline='vips' for Hydra 3.5 settings)"
             )
         if backend == "pyvips":
+            if pipeline != "vips":
+                raise ValueError("backend='pyvips' is for the libvips pipeline (pipeline='vips')")
             _pyvips()  # fail now, with the install hint, rather than on the first image
         self.pipeline, self.background, self.resize, self.backend = pipeline, background, resize, backend
 
@@ -448,14 +454,14 @@ class NaFlexPreprocessor:
         """[gh, gw] per-patch values -> float32 [height, width] over the original image (bilinear)."""
         return map_to_image(grid_map, height, width)
 
-    def pixels_from_pil(self, image: Image.Image) -> np.ndarray:
-        """The resized uint8 [h, w, 3] image the tokens are cut from."""
+    def pixels_from_pil(self, image: Image.Image, size: tuple[int, int] | None = None) -> np.ndarray:
+        """The resized uint8 [h, w, 3] image the tokens are cut from (``size``: force the display size)."""
         if self.pipeline == "pillow":
-            return pillow_release_pixels(image, self.max_seq)
-        return vips_port_pixels(image, self.max_seq, BACKGROUNDS[self.background], self.resize)
+            return pillow_release_pixels(image, self.max_seq, size)
+        return vips_port_pixels(image, self.max_seq, BACKGROUNDS[self.background], self.resize, size)
 
-    def from_pil(self, image: Image.Image) -> dict[str, torch.Tensor]:
-        return pack_patches(torch.from_numpy(np.ascontiguousarray(self.pixels_from_pil(image))), self.max_seq)
+    def from_pil(self, image: Image.Image, size: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
+        return pack_patches(torch.from_numpy(np.ascontiguousarray(self.pixels_from_pil(image, size))), self.max_seq)
 
     def from_file(self, path: str | Path, fast_jpeg: bool = False) -> dict[str, torch.Tensor]:
         """Open and preprocess a file. ``fast_jpeg`` decodes a JPEG at a reduced DCT scale that is never below
@@ -473,22 +479,23 @@ class NaFlexPreprocessor:
             return pack_patches(torch.from_numpy(pixels), self.max_seq)
         try:
             with Image.open(path) as image:
-                if fast_jpeg and image.format == "JPEG":
-                    self._draft(image)
-                return self.from_pil(image)
+                size = self._draft(image) if fast_jpeg and image.format == "JPEG" else None
+                return self.from_pil(image, size)
         except ImageError as error:
             raise ImageError(f"{path}: {error}") from error
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
             raise ImageError(f"{path}: not a readable image ({error})") from error
 
-    def _draft(self, image: Image.Image) -> None:
+    def _draft(self, image: Image.Image) -> tuple[int, int]:
+        """Ask for a DCT-scaled decode no smaller than the target; returns the full image's target (display h, w)
+        so the grid does not depend on the draft's rounding."""
         width, height = image.size
         rotated = 5 <= _orientation(image) <= 8
-        out_h, out_w = size_for_seq(*((width, height) if rotated else (height, width)), self.max_seq)
-        if rotated:
-            out_h, out_w = out_w, out_h
+        target = size_for_seq(*((width, height) if rotated else (height, width)), self.max_seq)
+        stored_h, stored_w = (target[1], target[0]) if rotated else target
         # Pillow picks the largest scale s with size // s >= requested on both axes: never below the target
-        image.draft(image.mode, (out_w, out_h))
+        image.draft(image.mode, (stored_w, stored_h))
+        return target
 
     def from_image_tensor(
         self, images: torch.Tensor, mask: torch.Tensor | None = None, device: torch.device | str | None = None
