@@ -230,3 +230,53 @@ def test_int8_quantizes_the_hydra_backbone_and_keeps_heads_float(models_dir, tag
     images = [_photo(h, w, seed) for seed, (h, w) in enumerate(MIXED.values())]
     expected, got = taggers["TINY_H35"].predict_pils(images), int8.predict_pils(images)
     assert 0 < (got - expected).abs().max() < 0.1  # changed, but only slightly
+
+
+def _vips_reference_pixels(data: bytes, max_seq: int, background: int) -> np.ndarray:
+    """Hydra 3.5's preprocessing (facts §6) with libvips itself: display-size target, ICC → sRGB, flatten on the
+    background, 8-bit → 16-bit linear LUT, MKS2013 resize with gap 3, LUT back, orientation last."""
+    vips = pytest.importorskip("pyvips", reason="pip install pyvips pyvips-binary")
+    image = vips.Image.new_from_buffer(data, "")
+    turned = image.get_typeof("orientation") != 0 and image.get("orientation") >= 5
+    height, width = (image.width, image.height) if turned else (image.height, image.width)
+    # the facts' size rule, evaluated directly: floored, never enlarged
+    rows, cols = max(height // 16, 1), max(width // 16, 1)
+    assert rows * cols <= max_seq  # keep the test images within the budget: no binary search needed here
+    out_h, out_w = (cols * 16, rows * 16) if turned else (rows * 16, cols * 16)
+    image = image.icc_transform("srgb", embedded=True, intent="relative", black_point_compensation=True, depth=8)
+    if image.hasalpha():
+        image = image.flatten(background=[background] * 3)
+    codes = np.arange(256)
+    to_linear = np.where(codes <= 10, codes * 257 / 12.92, ((codes + 14.025) / 269.025) ** 2.4 * 65535)
+    values = np.arange(65536)
+    to_srgb = np.where(values <= 205, values * 12.92 / 257, (values / 65535) ** (1 / 2.4) * 269.025 - 14.025)
+    image = image.maplut(vips.Image.new_from_array(np.round(to_linear).astype(np.uint16)[None]))
+    image = image.resize(out_w / image.width, vscale=out_h / image.height, kernel="mks2013", gap=3.0)
+    image = image.maplut(vips.Image.new_from_array(np.round(to_srgb).clip(0, 255).astype(np.uint8)[None]))
+    return image.autorot().numpy()[..., :3]
+
+
+@pytest.mark.parametrize("name", ["landscape", "rgba-grey", "exif6"])
+def test_hydra35_image_to_probabilities_matches_libvips_and_the_equations(models_dir, taggers, name):
+    """Encoded file → RedRocket's libvips preprocessing and the Hydra 3.5 head equations (fp32), |Δp| ≤ 1e-4."""
+    image = _photo(200, 330, 8, "RGBA" if name == "rgba-grey" else "RGB")
+    data = io.BytesIO()
+    if name == "exif6":
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        image.save(data, "JPEG", quality=92, exif=exif.tobytes())
+    else:
+        image.save(data, "PNG")
+    pixels = _vips_reference_pixels(data.getvalue(), SEQ, background=127)  # the tiny file says "grey"
+    gh, gw = pixels.shape[0] // 16, pixels.shape[1] // 16
+    tokens = torch.from_numpy(pixels.reshape(gh, 16, gw, 16, 3).transpose(0, 2, 1, 3, 4).reshape(gh * gw, 768).copy())
+    patches, coords = torch.zeros(SEQ, 768, dtype=torch.uint8), torch.zeros(SEQ, 2, dtype=torch.int32)
+    valid = torch.zeros(SEQ, dtype=torch.bool)
+    patches[: gh * gw], valid[: gh * gw] = tokens, True
+    coords[: gh * gw, 0], coords[: gh * gw, 1] = torch.arange(gh * gw) // gw, torch.arange(gh * gw) % gw
+    state = load_file(str(resolve_model("TINY_H35", models_dirs=[models_dir]).weights))
+    state.pop("validation")
+    expected = reference_probs(state, "rr_hydra2", patches, coords, valid, LN_EPS["rr_hydra2"])
+    actual = taggers["TINY_H35"].predict_pils([Image.open(io.BytesIO(data.getvalue()))])[0]
+    assert (actual - expected).abs().max() <= 1e-4
+    assert expected.std() > 0.01
