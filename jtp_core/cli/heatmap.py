@@ -7,12 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
-
-from ..heatmaps.render import COLORMAPS, combine_heatmaps, feather, overlay, threshold_mask
-from ..inference.images import open_image
+from ..heatmaps.colormaps import COLORMAPS
 from .main import add_model_arguments, tagger_from_args
 
 
@@ -45,6 +40,8 @@ def add_heatmap_command(commands) -> None:
 
 def run_heatmap(args: argparse.Namespace) -> int:
     from ..heatmaps.heatmap import parse_tag_query, tag_heatmaps  # deferred: keeps --help fast
+    from ..heatmaps.render import combine_heatmaps, feather, overlay, threshold_mask
+    from ..inference.images import open_image
 
     image = open_image(args.image)
     tagger = tagger_from_args(args)
@@ -68,15 +65,20 @@ def run_heatmap(args: argparse.Namespace) -> int:
     return 0
 
 
-def _as_image_tensor(image: Image.Image) -> torch.Tensor:
+def _as_image_tensor(image):
     """The image as the model sees it (transparency over gray) → [1, H, W, 3] in [0, 1]."""
+    import numpy as np
+    import torch
+    from PIL import Image
     gray = Image.new("RGBA", image.size, (128, 128, 128, 255))
     rgb = Image.alpha_composite(gray, image.convert("RGBA")).convert("RGB")
     return torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255).unsqueeze(0)
 
 
-def _save(pixels: torch.Tensor, path: Path) -> None:
+def _save(pixels, path: Path) -> None:
     """[H, W] (grayscale) or [H, W, 3] floats in [0, 1] → 8-bit PNG (or whatever the suffix says)."""
+    import torch
+    from PIL import Image
     array = (pixels.float().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path)

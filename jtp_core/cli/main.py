@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import JTPError
 from ..hub.known_models import DEFAULT_MODEL
-from ..inference.devices import DEVICES, PRECISIONS
+from ..inference.choices import DEVICES, PRECISIONS
 from ..tags.postprocess import ORDERS, TagOptions, parse_tag_list, tag_result
 from .tag_knowledge_args import add_tag_knowledge_arguments, tag_knowledge_from_args
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-
-import torch
+from typing import TYPE_CHECKING
 
 from .tag_knowledge import TagKnowledge, normalized_fields
 from .tag_table import TagTable
+
+if TYPE_CHECKING:  # torch is imported where it is used, so the command line's --help stays fast
+    import torch
 
 ORDERS = ("score", "alphabetical")
 
@@ -79,6 +81,8 @@ def select_tags(probs: torch.Tensor, tags: Sequence[str], options: TagOptions) -
 
     With a tag table, the tag-knowledge options then apply (implications, categories; see tag_knowledge.py).
     """
+    import torch  # deferred: see the TYPE_CHECKING import
+
     probs = probs.detach().float().cpu()
     order = torch.argsort(probs, descending=True, stable=True)
     excluded = exclusion_matcher(options.exclude)
