@@ -60,20 +60,16 @@ def options_from_args(args: argparse.Namespace) -> TagOptions:
 
 
 def tagger_from_args(args: argparse.Namespace):
-    from ..inference.tagger import load_tagger  # deferred: keeps --help fast
+    from ..hub.files import resolve_model
 
-    return load_tagger(
-        args.model,
-        device=args.device,
-        precision=args.precision,
-        models_dirs=args.models_dir,
-        download=not args.offline,
-        compile_model=args.compile,
-    )
+    # resolved before torch is imported, so a missing model or an unreachable hub is reported at once
+    files = resolve_model(args.model, models_dirs=args.models_dir, download=not args.offline)
+    from ..inference.tagger import load_tagger_from_files  # deferred: keeps --help fast
+
+    return load_tagger_from_files(files, device=args.device, precision=args.precision, compile_model=args.compile)
 
 
 def run_tag(args: argparse.Namespace) -> int:
-    from ..inference.batch import tag_files
     from ..inference.images import iter_image_files
 
     options = options_from_args(args)
@@ -81,6 +77,7 @@ def run_tag(args: argparse.Namespace) -> int:
     if not paths:
         raise JTPError("no images found in " + ", ".join(args.images))
     tagger = tagger_from_args(args)
+    from ..inference.batch import tag_files  # after the model is found: a missing one is reported before torch loads
     failures = 0
     for result in tag_files(tagger, paths, batch_size=args.batch_size, fast_jpeg=args.fast_jpeg):
         if result.error is not None:
