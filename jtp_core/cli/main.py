@@ -27,6 +27,21 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--compile", action="store_true", help="run the model through torch.compile (opt-in)")
     group.add_argument("--batch-size", type=int, default=None, help="images per forward pass")
     group.add_argument("--offline", action="store_true", help="never download; fail if the files are missing")
+    parser.add_argument(
+        "--max-pixels", type=_pixel_count, default=None, metavar="N",
+        help="refuse images of more than N pixels (0 = no limit; also $JTP_MAX_PIXELS). Default: Pillow's "
+             "decompression-bomb limits (a note above 89.5 MP, refused above 179 MP)",
+    )
+
+
+def _pixel_count(text: str) -> int:
+    try:
+        value = int(float(text.replace("_", "")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of pixels: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 (no limit) or more")
+    return value
 
 
 def add_format_arguments(parser: argparse.ArgumentParser) -> None:
@@ -120,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from ..inference.images import set_max_pixels
+
+        set_max_pixels(getattr(args, "max_pixels", None))  # None: $JTP_MAX_PIXELS or Pillow's limits
         return args.run(args)
     except (JTPError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
