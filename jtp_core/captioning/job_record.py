@@ -36,12 +36,12 @@ RECORD_NAME = ".jtp-caption-job.jsonl"
 VERSION = 1
 
 
-def model_identity(model: str | Path, precision: str = "auto") -> str:
+def model_identity(model: str | Path, precision: str = "auto", device: str = "auto") -> str:
     """The model part of a job's fingerprint, known before the model is loaded (or downloaded): the model as
-    named (a folder or file as its absolute path) and the precision (int8 and half precision move scores)."""
+    named (a folder or file as its absolute path), device and precision (int8 and half precision move scores)."""
     path = Path(model).expanduser()
     named = str(path.resolve()) if path.exists() else str(model)
-    return f"{named} ({precision})"
+    return f"{named} ({device}, {precision})"
 
 
 def fingerprint_digest(fingerprint: dict[str, Any]) -> str:

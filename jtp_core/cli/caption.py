@@ -72,7 +72,7 @@ def run_caption(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         workers=args.workers,
         fast_jpeg=args.fast_jpeg,
-        model_id=model_identity(args.model, args.precision),
+        model_id=model_identity(args.model, args.precision, args.device),
     )
     plan = plan_captions(request)  # also checks every output folder: before the model is loaded
     if not plan.total:
