@@ -170,7 +170,10 @@ class TaggerService:
 
         if request.batch_size is None and self.config.batch_size:
             request = dataclasses.replace(request, batch_size=self.config.batch_size)
-        plan = plan_captions(request)
+        if not request.model_id:  # the job record's model: a rerun with the same settings resumes the job
+            name = model or self.config.default_model
+            request = dataclasses.replace(request, model_id=f"{name} ({self.config.device}, {self.config.precision})")
+        plan = plan_captions(request)  # checks the output folders before any model is loaded
         with self._using_model():
             tagger = self.tagger(model) if plan.jobs else None
             return run_plan(tagger, request, plan, on_progress)

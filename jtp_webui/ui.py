@@ -112,7 +112,7 @@ class TabActions:
         except CaptionStopped:
             done, total = reached
             return (f"Stopped after {done} of {total} images; their captions are written. "
-                    "Run again in skip mode to caption the rest.")
+                    f"Run again with the same settings to caption the {total - done} left (resumed in every mode).")
         return summary.to_text()
 
     def stop(self) -> str:

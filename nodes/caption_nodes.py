@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from ..jtp_core import ImageError, JTPError, parse_tag_list
-from ..jtp_core.captioning.caption import CaptionRequest, plan_captions, run_plan, save_captions
+from ..jtp_core.captioning.caption import CaptionRequest, plan_captions, run_plan, save_captions, tagger_identity
 from ..jtp_core.captioning.caption_files import MODES
 from ..jtp_core.families.pilot.architecture import INPUT_SIZE
 from ..jtp_core.families.pilot.fast_jpeg import load_for_model
@@ -24,9 +24,9 @@ log = logging.getLogger(__name__)
 _DEFAULT_EXTENSIONS = ", ".join(IMAGE_EXTENSIONS)
 
 _MODE_TOOLTIP = (
-    "When a caption file already exists: skip it (default; a rerun resumes where the last one stopped), "
-    "overwrite it, or add only the tags it lacks after (append) or before (prepend) its text. "
-    "Trigger words go first in every mode."
+    "When a caption file already exists: skip it (default), overwrite it, or add only the tags it lacks after "
+    "(append) or before (prepend) its text. Trigger words go first in every mode. In every mode, queueing a "
+    "cancelled run again with the same settings resumes it where it stopped."
 )
 
 
@@ -151,14 +151,17 @@ class JTPCaptionFolder:
             sidecar_floor=sidecar_floor or None,
             batch_size=batch_size or None,
             fast_jpeg=fast_jpeg,
+            model_id=tagger_identity(jtp_model.tagger),  # the job record's model (a rerun resumes the same job)
         )
         if not request.inputs[0].is_dir():
             raise JTPError(f"not a folder: {request.inputs[0]}")
-        plan = plan_captions(request)
+        plan = plan_captions(request)  # checks the output folders before the model goes onto the GPU
+        for note in plan.notes:
+            log.info("JTP Caption Folder: %s", note)
         # an already captioned folder does not make ComfyUI load the model onto the GPU
         tagger = jtp_model.ready() if plan.jobs else None
         summary = run_plan(tagger, request, plan, on_progress=progress_reporter(len(plan.jobs)))
-        text = summary.to_text()
+        text = "\n".join([*plan.notes, summary.to_text()])
         return {"ui": {"text": [text]}, "result": (text,)}
 
 

@@ -89,9 +89,9 @@ class JTPTagHeatmap:
         heatmaps = tag_heatmaps_image_tensor(
             tagger, image, mask, tags, batch_size=batch_size or None, on_progress=progress_reporter(len(image))
         )
-        heat = render.combine_heatmaps(heatmaps, normalize)
-        out_mask = render.feather(render.threshold_mask(heat, threshold), feather)
-        shown = render.overlay(image.cpu(), heat, opacity, colormap)
+        # filled row block by row block: the outputs themselves are the only full-size tensors
+        out_mask = render.render_masks(heatmaps, normalize, threshold, feather)
+        shown = render.render_overlays(image, heatmaps, normalize, opacity, colormap)
         scores = [{tag: round(score, 4) for tag, score in zip(h.tags, h.scores, strict=True)} for h in heatmaps]
         text = [", ".join(f"{tag} {score:.2f}" for tag, score in table.items()) for table in scores]
         return {"ui": {"text": text}, "result": (out_mask, shown, [json.dumps(table) for table in scores])}

@@ -228,8 +228,8 @@ def test_report_and_stopping_between_batches(tmp_path, tiny_tagger):
     partial = json.loads(report.read_text())
     assert partial["interrupted"] is True and partial["tagged"] == 6
 
-    summary = caption_images(tiny_tagger, request)
-    assert (summary.tagged, summary.skipped) == (1, 6)
+    summary = caption_images(tiny_tagger, request)  # the same request again: resumes the job
+    assert (summary.tagged, summary.resumed, summary.skipped) == (1, 6, 0)
     assert json.loads(report.read_text()) == {**summary.to_dict(), "seconds": round(summary.seconds, 3)}
     assert summary.images_per_second > 0
 
@@ -304,12 +304,14 @@ def test_atomic_write_leaves_the_old_file_when_the_rename_fails(tmp_path, monkey
     assert target.read_text() == "new" and (os.stat(target).st_mode & 0o777) == 0o640
 
 
-def test_unwritable_output_is_a_failure_for_that_image(tmp_path, tiny_tagger):
+def test_unwritable_output_fails_before_the_model_runs(tmp_path, tiny_tagger):
+    from jtp_core.captioning.outputs import OutputError
+
     make_image(tmp_path / "in" / "x.png")
     blocker = tmp_path / "out"
     blocker.write_text("a file where the output folder should be")
-    summary = caption_images(tiny_tagger, CaptionRequest([tmp_path / "in"], output_dir=blocker))
-    assert [path.name for path, _ in summary.failed] == ["x.png"] and summary.tagged == 0
+    with pytest.raises(OutputError, match="cannot write captions in .*out"):
+        caption_images(tiny_tagger, CaptionRequest([tmp_path / "in"], output_dir=blocker))
 
 
 def test_save_captions_modes_and_mirroring(tmp_path):

@@ -87,10 +87,16 @@ def test_sigkill_mid_run_leaves_no_partial_caption_and_a_rerun_finishes(
     after_kill = {path.name: path.read_bytes() for path in (tmp_path / "set").glob("*.txt")}
     assert 0 < len(after_kill) < len(images), "the kill should land part-way through the run"
     leftovers = [p.name for p in (tmp_path / "set").iterdir() if p.suffix not in (".jpg", ".txt")]
-    assert all(name.startswith(".") and name.endswith(".tmp") for name in leftovers)  # hidden temp files at most
+    # hidden temp files at most, and the job record
+    assert all(name.startswith(".") and name.endswith((".tmp", ".jtp-caption-job.jsonl")) for name in leftovers)
 
     assert main(["caption", *args]) == 0
-    assert f"{len(images) - len(after_kill)} captioned, {len(after_kill)} skipped" in capsys.readouterr().out
+    summary = capsys.readouterr().out
+    captioned = len(images) - len(after_kill)
+    # the rerun resumes: images recorded as done are left out, captions written but not yet recorded are skipped
+    assert f"Done: {captioned} captioned" in summary
+    resumed = int(summary.split("captioned, ")[1].split(" done earlier")[0]) if "done earlier" in summary else 0
+    assert f"{len(after_kill) - resumed} skipped" in summary
 
     # every caption that existed after the kill is complete: byte for byte what an uninterrupted run writes
     reference = CaptionRequest([tmp_path / "set"], output_dir=tmp_path / "reference", batch_size=1,

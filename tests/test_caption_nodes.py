@@ -80,7 +80,30 @@ def test_caption_folder_cancel_keeps_what_was_written(comfy, linear_checkpoint, 
     assert [path.with_suffix(".txt").exists() for path in paths] == [True, True, False, False, False, False]
     standin.interrupt_after = None
     (summary,) = node().caption(jtp_model=model, **inputs)["result"]
-    assert "4 captioned, 2 skipped" in summary
+    assert "resuming: 2 of 6 done, 4 left" in summary and "4 captioned, 2 done earlier in this job" in summary
+
+
+def test_caption_folder_cancelled_overwrite_resumes_when_queued_again(comfy, linear_checkpoint, tmp_path):
+    """#14 item 5: a cancelled overwrite run, queued again unchanged, overwrites exactly the captions it had not."""
+    from comfy_standin import InterruptProcessingException
+
+    standin, pack = comfy
+    model = _model(standin, pack, linear_checkpoint)
+    paths = _images(tmp_path / "set", 6)
+    for path in paths:
+        path.with_suffix(".txt").write_text("old caption")
+    node = pack.NODE_CLASS_MAPPINGS["JTPCaptionFolder"]
+    inputs = {**_defaults(node, skip=("jtp_model",)), "folder": str(tmp_path / "set"), "batch_size": 2,
+              "mode": "overwrite"}
+    standin.interrupt_after = 1
+    with pytest.raises(InterruptProcessingException):
+        node().caption(jtp_model=model, **inputs)
+    assert [path.with_suffix(".txt").read_text() == "old caption" for path in paths] == [False] * 2 + [True] * 4
+    standin.interrupt_after = None
+    (summary,) = node().caption(jtp_model=model, **inputs)["result"]
+    assert "resuming: 2 of 6 done, 4 left" in summary and "4 captioned, 2 done earlier" in summary
+    assert all(path.with_suffix(".txt").read_text() != "old caption" for path in paths)
+    assert not (tmp_path / "set" / ".jtp-caption-job.jsonl").exists()  # complete: the record is gone
 
 
 def test_caption_folder_relative_to_input_folder_and_bad_folder(comfy, linear_checkpoint, tmp_path, monkeypatch):

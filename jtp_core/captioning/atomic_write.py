@@ -4,25 +4,37 @@ The bytes go to a hidden temporary file in the same folder (so the rename never 
 flushed and fsynced, then ``os.replace`` swaps the file in: readers see the old file or the new one, never
 a truncated one. fsync before the rename also covers power loss (on ext4/xfs/APFS the rename is only
 committed after the data). A kill between creating and renaming the temporary file can leave a hidden
-``.<name>.<random>.tmp`` behind; nothing reads those, and they are never mistaken for a caption.
+``.<name>.jtp<pid>.<random>.tmp`` behind; nothing reads those, they are never mistaken for a caption, and
+``clean_stale_temp_files`` removes them on the next run over that folder (the pid in the name tells whether
+the process that made one is still running).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 import tempfile
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
 TEMP_SUFFIX = ".tmp"
+# .<target name>.jtp<pid>.<8 random characters from tempfile>.tmp; older versions wrote no jtp<pid> part
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+?)\.(?:jtp(?P<pid>\d+)\.)?[a-z0-9_]{8}\.tmp$")
+STALE_MARGIN_S = 10.0  # a temp file lives for milliseconds; one this much older than the run start is stale
+ABANDONED_S = 3600.0  # no write takes an hour: such a file is stale even if its pid is in use (pid reuse)
+
+
+def temp_prefix(path: Path) -> str:
+    return f".{path.name}.jtp{os.getpid()}."
 
 
 def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` atomically; the folder must exist. Keeps an existing file's permissions."""
     path = Path(path)
-    descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    descriptor, temp_name = tempfile.mkstemp(prefix=temp_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
@@ -57,3 +69,49 @@ def _umask() -> int:
     umask = os.umask(0o022)
     os.umask(umask)
     return umask
+
+
+def clean_stale_temp_files(folders: Iterable[Path], name_suffixes: Iterable[str], started: float) -> int:
+    """Remove temp files of ours that a killed run left in ``folders``; returns how many.
+
+    Only names of our pattern whose target ends with one of ``name_suffixes`` (e.g. ``.txt``, ``.jtp.json``),
+    only files last modified more than STALE_MARGIN_S before ``started`` (a time.time() value), and never one
+    whose writer (the pid in its name) is still running: another process's in-flight write is left alone.
+    """
+    suffixes = tuple(name_suffixes)
+    removed = 0
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            match = _TEMP_NAME.match(entry.name)
+            if match is None or not match.group("name").endswith(suffixes):
+                continue
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                modified = entry.stat().st_mtime
+                if modified > started - STALE_MARGIN_S:
+                    continue
+                pid = match.group("pid")
+                if pid is not None and modified > started - ABANDONED_S and _running(int(pid)):
+                    continue
+                os.unlink(entry.path)
+                removed += 1
+            except OSError:
+                continue
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid() or os.name == "nt":  # on Windows, os.kill(pid, 0) would send Ctrl+C
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's) or cannot tell: keep its file
+    return True

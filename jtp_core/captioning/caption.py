@@ -4,9 +4,15 @@
     summary = caption_images(tagger, request, on_progress=lambda done, total: ...)
     print(summary.to_text())
 
-Work is planned first (list the images, leave out those already captioned in skip mode, catch two images that
-would share one caption file), then streamed: worker threads decode and preprocess while the model runs,
-and each batch's captions are written atomically before the next batch's progress is reported.
+Work is planned first (list the images, leave out those already captioned in skip mode and those this job
+already finished (job_record.py: a rerun of the same command resumes in every mode), catch two images that
+would share one caption file, check that every output folder can be written, remove temp files a killed run
+left), then streamed: worker threads decode and preprocess while the model runs, and each batch's captions are
+written atomically before the batch is recorded as done and the next batch's progress is reported.
+
+With ``output_dir`` and one input, the input's tree is mirrored there; with several inputs, each one gets its
+own folder there, named after it (``OUT/a/x.txt``, ``OUT/b/x.txt``), and two inputs of the same name are
+refused before anything runs.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,8 +35,9 @@ from ..inference.images import IMAGE_EXTENSIONS, iter_image_files
 from ..inference.streaming import load_model_input, should_pin, stream_batches
 from ..inference.tagger import Tagger
 from ..tags.postprocess import TagOptions, format_words, select_tags
-from .atomic_write import atomic_write_text
+from .atomic_write import atomic_write_text, clean_stale_temp_files
 from .caption_files import (
+    SIDECAR_SUFFIX,
     CaptionFileError,
     caption_path,
     caption_tag_key,
@@ -41,6 +48,8 @@ from .caption_files import (
     split_caption,
     write_caption,
 )
+from .job_record import JobRecord, stable_value
+from .outputs import check_output_files, check_output_folders
 
 # Called after each batch with (images done, images to do); may raise to stop. What is done stays done.
 ProgressCallback = Callable[[int, int], None]
@@ -60,6 +69,7 @@ class CaptionRequest:
     batch_size: int | None = None  # None = the device's default
     workers: int | None = None  # decode/preprocess threads; None = automatic, 0 = in the calling thread
     fast_jpeg: bool = False  # decode JPEGs in draft mode (much faster, scores move slightly): opt-in
+    model_id: str = ""  # what identifies the model (name, file, precision) in the job record; see job_record.py
 
     def __post_init__(self) -> None:
         if isinstance(self.inputs, (str, Path)):
@@ -86,6 +96,7 @@ class CaptionRequest:
 class CaptionSummary:
     tagged: int = 0  # images the model captioned (their files written, or merged with nothing new to add)
     skipped: int = 0  # images that already had a caption (skip mode)
+    resumed: int = 0  # images an interrupted earlier run of this job finished (left out of this run)
     failed: list[tuple[Path, str]] = field(default_factory=list)  # (image, reason)
     seconds: float = 0.0
     interrupted: bool = False  # stopped before the end (cancel, Ctrl+C); what was written stays
@@ -98,6 +109,7 @@ class CaptionSummary:
         return {
             "tagged": self.tagged,
             "skipped": self.skipped,
+            "resumed": self.resumed,
             "failed": [{"path": str(path), "reason": reason} for path, reason in self.failed],
             "seconds": round(self.seconds, 3),
             "images_per_second": round(self.images_per_second, 2),
@@ -107,9 +119,10 @@ class CaptionSummary:
     def to_text(self, max_failures: int = 20) -> str:
         head = "Interrupted" if self.interrupted else "Done"
         speed = f" in {self.seconds:.1f} s ({self.images_per_second:.2f} images/s)" if self.tagged else ""
+        earlier = f", {self.resumed} done earlier in this job" if self.resumed else ""
         lines = [
-            f"{head}: {self.tagged} captioned, {self.skipped} skipped (already captioned), {len(self.failed)} failed"
-            + speed
+            f"{head}: {self.tagged} captioned{earlier}, {self.skipped} skipped (already captioned), "
+            f"{len(self.failed)} failed" + speed
         ]
         lines += [f"  failed: {path}: {reason}" for path, reason in self.failed[:max_failures]]
         if len(self.failed) > max_failures:
@@ -130,37 +143,125 @@ class CaptionPlan:
     jobs: list[CaptionJob]
     skipped: int = 0
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    resumed: int = 0  # images this job finished in an earlier, interrupted run
+    record: JobRecord | None = None
+    notes: list[str] = field(default_factory=list)  # what a front end should tell the user before the run
+
+    @property
+    def total(self) -> int:
+        return len(self.jobs) + self.skipped + self.resumed + len(self.failed)
 
 
 def plan_captions(request: CaptionRequest) -> CaptionPlan:
-    """List the images and decide, without opening any, which need the model."""
+    """List the images and decide, without opening any, which need the model.
+
+    Before the model is loaded, this also checks that every folder a caption (or the report, or the job record)
+    goes to can be written (OutputError otherwise) and removes our temp files a killed run left there.
+    """
+    started = time.time()
     plan = CaptionPlan(jobs=[])
+    record = JobRecord.open(record_root(request), job_fingerprint(request))
     owners: dict[Path, Path] = {}
     seen: set[Path] = set()
-    for source in request.inputs:
-        root = source if source.is_dir() else None
+    for source, root, output_dir in _input_layout(request):
         for image in iter_image_files([source], recursive=request.recursive, extensions=request.extensions):
             if image.resolve() in seen:  # named twice by overlapping inputs ("ds ds/a.png"): caption it once
                 continue
             seen.add(image.resolve())
-            caption = caption_path(image, root, request.output_dir, request.caption_extension)
+            caption = caption_path(image, root, output_dir, request.caption_extension)
             owner = owners.setdefault(caption, image)
             if owner != image:
                 plan.failed.append((image, f"its caption {caption.name} would be {owner.name}'s too; rename one"))
+                continue
+            if record.is_done(caption):
+                plan.resumed += 1
                 continue
             job = _job(image, caption, request)
             if job is None:
                 plan.skipped += 1
             else:
                 plan.jobs.append(job)
+    folders = {caption.parent for caption in owners}
+    if plan.jobs:
+        check_output_folders([*(job.caption.parent for job in plan.jobs), record.root], "captions")
+    check_output_files([request.report_path], "the report")
+    clean_stale_temp_files(folders, (request.caption_extension, SIDECAR_SUFFIX), started)
+    plan.record = record
+    if record.resumed and plan.resumed:
+        done = plan.resumed
+        plan.notes.append(f"resuming: {done} of {plan.total} done, {plan.total - done} left")
+    elif record.replaced:
+        plan.notes.append(f"the caption job recorded in {record.root} had other options (model, tag options, mode, "
+                          "extension or folders); starting a new job")
     return plan
+
+
+def record_root(request: CaptionRequest) -> Path:
+    """Where the job record lives: the output folder, else the first input folder (a file's folder)."""
+    if request.output_dir is not None:
+        return request.output_dir
+    first = request.inputs[0]
+    return first if first.is_dir() else first.parent
+
+
+def job_fingerprint(request: CaptionRequest) -> dict[str, Any]:
+    """Everything that decides what the job writes; a change makes a new job (batch size, workers do not)."""
+    return {
+        "model": request.model_id,
+        "options": stable_value(request.options),
+        "mode": request.mode,
+        "caption_extension": request.caption_extension,
+        "sidecar_floor": request.sidecar_floor,
+        "fast_jpeg": request.fast_jpeg,
+        "inputs": [str(path.resolve()) for path in request.inputs],
+        "recursive": request.recursive,
+        "extensions": list(request.extensions),
+        "output_dir": str(request.output_dir.resolve()) if request.output_dir is not None else None,
+    }
+
+
+def _input_layout(request: CaptionRequest) -> list[tuple[Path, Path | None, Path | None]]:
+    """(input, root its images are relative to, folder its captions go to) for each input.
+
+    Several inputs with an output folder: each mirrors into ``output/<its name>`` (a file: ``output/<file>``),
+    so ``a/x.png`` and ``b/x.png`` cannot meet; two inputs of one name are refused here, naming both.
+    """
+    single = len(request.inputs) == 1 or request.output_dir is None
+    layout: list[tuple[Path, Path | None, Path | None]] = []
+    targets: dict[Path, Path] = {}
+    for source in request.inputs:
+        is_dir = source.is_dir()
+        root = source if is_dir else None
+        if single or request.output_dir is None:
+            layout.append((source, root, request.output_dir))
+            continue
+        name = Path(source.resolve().name if source.name in ("", ".", "..") else source.name)
+        target = request.output_dir / name if is_dir else caption_path(source, None, request.output_dir,
+                                                                       request.caption_extension)
+        other = targets.setdefault(target, source)
+        if other != source and other.resolve() != source.resolve():
+            raise JTPError(
+                f"inputs {other} and {source} would both write to {target}: with several inputs, each one's "
+                "captions go to a folder of the output named after it. Rename one, or caption them separately"
+            )
+        layout.append((source, root, request.output_dir / name if is_dir else request.output_dir))
+    return layout
 
 
 def caption_images(
     tagger: Tagger, request: CaptionRequest, on_progress: ProgressCallback | None = None
 ) -> CaptionSummary:
     """Caption every image of the request; bad files are reported in the summary and the run goes on."""
+    if not request.model_id:
+        request = replace(request, model_id=tagger_identity(tagger))
     return run_plan(tagger, request, plan_captions(request), on_progress)
+
+
+def tagger_identity(tagger: Tagger) -> str:
+    """The model part of a job's fingerprint, for front ends that hold a loaded tagger."""
+    parameter = next(tagger.model.parameters(), None)
+    dtype = str(parameter.dtype).removeprefix("torch.") if parameter is not None else "?"
+    return f"{tagger.name} ({tagger.family.name}, {tagger.variant}, {dtype})"
 
 
 def run_plan(
@@ -169,13 +270,16 @@ def run_plan(
     """Carry out a plan. ``tagger`` may be None when the plan has no jobs (so a finished folder loads no model)."""
     if request.report_path is not None:
         prepare_report_folder(request.report_path)  # fail now, not after the whole run
-    summary = CaptionSummary(skipped=plan.skipped, failed=list(plan.failed))
+    summary = CaptionSummary(skipped=plan.skipped, failed=list(plan.failed), resumed=plan.resumed)
+    record = plan.record
     started = time.perf_counter()
     try:
         if plan.jobs:
             if tagger is None:
                 raise ValueError("a tagger is needed: some images have no caption yet")
-            _stream(tagger, request, plan.jobs, summary, on_progress)
+            _stream(tagger, request, plan.jobs, summary, on_progress, record)
+        if record is not None:
+            record.finish()  # complete: the same command later is a new job
     except BaseException:
         summary.interrupted = True
         raise
@@ -192,6 +296,7 @@ def _stream(
     jobs: list[CaptionJob],
     summary: CaptionSummary,
     on_progress: ProgressCallback | None,
+    record: JobRecord | None = None,
 ) -> None:
     batch_size = tagger.batch_size(request.batch_size)
     load = partial(_load_job, preprocessor=tagger.preprocessor, fast_jpeg=request.fast_jpeg)
@@ -202,8 +307,10 @@ def _stream(
             summary.failed += [(job.image, reason) for job, reason in batch.failed]
             if batch.inputs is not None:
                 probs = tagger.predict(batch.inputs, batch_size=len(batch.items))
-                for job, row in zip(batch.items, probs, strict=True):
-                    _finish(job, row, tagger, request, summary)
+                finished = [job.caption for job, row in zip(batch.items, probs, strict=True)
+                            if _finish(job, row, tagger, request, summary)]
+                if record is not None:
+                    record.add(finished)  # after the captions are on disk: a kill in between redoes them
             done += len(batch.items) + len(batch.failed)
             if on_progress is not None:
                 on_progress(done, len(jobs))
@@ -243,7 +350,9 @@ def _load_job(job: CaptionJob, preprocessor: Preprocessor, fast_jpeg: bool = Fal
     return load_model_input(job.image, preprocessor, fast_jpeg)
 
 
-def _finish(job: CaptionJob, probs: torch.Tensor, tagger: Tagger, request: CaptionRequest, summary: CaptionSummary):
+def _finish(
+    job: CaptionJob, probs: torch.Tensor, tagger: Tagger, request: CaptionRequest, summary: CaptionSummary
+) -> bool:
     options = request.options
     try:
         if job.write_caption:
@@ -260,8 +369,9 @@ def _finish(job: CaptionJob, probs: torch.Tensor, tagger: Tagger, request: Capti
             _write_sidecar(job, probs, tagger, request.sidecar_floor)
     except (CaptionFileError, OSError) as error:
         summary.failed.append((job.image, _write_failure(error)))
-        return
+        return False
     summary.tagged += 1
+    return True
 
 
 def _write_sidecar(job: CaptionJob, probs: torch.Tensor, tagger: Tagger, floor: float) -> None:

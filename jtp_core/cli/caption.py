@@ -22,7 +22,9 @@ def add_caption_command(commands) -> None:
     caption = commands.add_parser(
         "caption",
         help="write a caption file beside each image (for LoRA training)",
-        description="Write foo.txt beside foo.png for every image; reruns in skip mode resume where a run stopped.",
+        description="Write foo.txt beside foo.png for every image. An interrupted run resumes, in every mode, when "
+                    "the same command is run again (a hidden .jtp-caption-job.jsonl beside the captions records the "
+                    "job; it is removed when the job completes).",
     )
     caption.add_argument("inputs", nargs="+", type=Path, help="image folders and/or files")
     caption.add_argument("--recursive", "-r", action="store_true", help="look into subfolders")
@@ -31,7 +33,11 @@ def add_caption_command(commands) -> None:
         help="when a caption exists: skip it (default; makes runs resumable), overwrite it, or add the tags it "
              "lacks after (append) or before (prepend) its text",
     )
-    caption.add_argument("--output", type=Path, help="write captions here, mirroring the input folders' tree")
+    caption.add_argument(
+        "--output", type=Path,
+        help="write captions here, mirroring the input folder's tree; with several inputs, each input gets a "
+             "folder here named after it (OUT/a/x.txt, OUT/b/x.txt)",
+    )
     caption.add_argument(
         "--ext", default=",".join(IMAGE_EXTENSIONS), help="image extensions to caption, comma-separated",
     )
@@ -51,6 +57,7 @@ def add_caption_command(commands) -> None:
 
 def run_caption(args: argparse.Namespace) -> int:
     from ..captioning.caption import CaptionRequest, plan_captions, run_plan  # deferred: keeps --help fast
+    from ..captioning.job_record import model_identity
 
     request = CaptionRequest(
         inputs=args.inputs,
@@ -65,18 +72,23 @@ def run_caption(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         workers=args.workers,
         fast_jpeg=args.fast_jpeg,
+        model_id=model_identity(args.model, args.precision, args.device),
     )
-    plan = plan_captions(request)
-    if not plan.jobs and not plan.skipped and not plan.failed:
+    plan = plan_captions(request)  # also checks every output folder: before the model is loaded
+    if not plan.total:
         raise JTPError("no images found in " + ", ".join(str(path) for path in args.inputs))
+    for note in plan.notes:
+        print(note, file=sys.stderr)
     tagger = tagger_from_args(args) if plan.jobs else None  # nothing to do: no need to load the model
     bar = ProgressBar(len(plan.jobs), disable=args.no_progress or not plan.jobs)
     try:
         summary = run_plan(tagger, request, plan, on_progress=bar)
     except KeyboardInterrupt:
         bar.close()
+        left = len(plan.jobs) - bar.done
         print(f"\ninterrupted after {bar.done} of {len(plan.jobs)} images; the captions written are complete. "
-              "Run again with --mode skip to caption the rest.", file=sys.stderr)
+              f"Run the same command again to caption the {left} left (the job is resumed in every mode).",
+              file=sys.stderr)
         return 130
     bar.close()
     print(summary.to_text())

@@ -7,12 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
-
-from ..heatmaps.render import COLORMAPS, combine_heatmaps, feather, overlay, threshold_mask
-from ..inference.images import open_image
+from ..heatmaps.colormaps import COLORMAPS
 from .main import add_model_arguments, tagger_from_args
 
 
@@ -44,20 +39,26 @@ def add_heatmap_command(commands) -> None:
 
 
 def run_heatmap(args: argparse.Namespace) -> int:
-    from ..heatmaps.heatmap import parse_tag_query, tag_heatmaps  # deferred: keeps --help fast
+    from ..captioning.outputs import check_output_files
+    from ..inference.images import open_image
 
     image = open_image(args.image)
-    tagger = tagger_from_args(args)
-    query = parse_tag_query(",".join(args.tag), tagger.tags)
-    (result,) = tag_heatmaps(tagger, [image], query)
-    heat = combine_heatmaps([result])
     out = args.out if args.out is not None or args.mask is not None else Path(f"{args.image.stem}.heatmap.png")
+    check_output_files([out], "the overlay")  # before the model is loaded, not after the overlay is written
+    check_output_files([args.mask], "the mask")
+    tagger = tagger_from_args(args)
+    from ..heatmaps.heatmap import parse_tag_query, tag_heatmaps  # deferred: keeps --help fast
+    from ..heatmaps.render import render_mask_uint8, render_overlay_uint8
+
+    query = parse_tag_query(",".join(args.tag), tagger.tags)
+    (result,) = tag_heatmaps(tagger, [image], query)  # maps in the image's display (EXIF) orientation
     if out is not None:
-        shown = overlay(_as_image_tensor(image), heat, args.opacity, args.colormap)
-        _save(shown[0], out)
+        shown = render_overlay_uint8(_displayed_rgb(image), result, args.opacity, args.colormap)
+        _save(shown, out)
+        del shown
         print(f"overlay written to {out}", file=sys.stderr)
     if args.mask is not None:
-        _save(feather(threshold_mask(heat, args.threshold), args.feather)[0], args.mask)
+        _save(render_mask_uint8(result, args.threshold, args.feather), args.mask)
         print(f"mask written to {args.mask}", file=sys.stderr)
     scores = {tag: round(score, 4) for tag, score in zip(result.tags, result.scores, strict=True)}
     if args.json:
@@ -68,15 +69,25 @@ def run_heatmap(args: argparse.Namespace) -> int:
     return 0
 
 
-def _as_image_tensor(image: Image.Image) -> torch.Tensor:
-    """The image as the model sees it (transparency over gray) → [1, H, W, 3] in [0, 1]."""
-    gray = Image.new("RGBA", image.size, (128, 128, 128, 255))
-    rgb = Image.alpha_composite(gray, image.convert("RGBA")).convert("RGB")
-    return torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255).unsqueeze(0)
+def _displayed_rgb(image):
+    """The image as viewers show it (EXIF orientation applied), transparency over gray as the model sees it
+    → uint8 [H, W, 3]. Only 8-bit copies of the image: no float32 image."""
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    from ..heatmaps.mapping import exif_orientation
+
+    if exif_orientation(image) != 1:
+        image = ImageOps.exif_transpose(image)
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        gray = Image.new("RGBA", image.size, (128, 128, 128, 255))
+        image = Image.alpha_composite(gray, image.convert("RGBA"))
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
-def _save(pixels: torch.Tensor, path: Path) -> None:
-    """[H, W] (grayscale) or [H, W, 3] floats in [0, 1] → 8-bit PNG (or whatever the suffix says)."""
-    array = (pixels.float().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+def _save(array, path: Path) -> None:
+    """uint8 [H, W] (grayscale) or [H, W, 3] → PNG (or whatever the suffix says)."""
+    from PIL import Image
+
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path)

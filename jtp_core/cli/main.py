@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import JTPError
 from ..hub.known_models import DEFAULT_MODEL
-from ..inference.devices import DEVICES, PRECISIONS
+from ..inference.choices import DEVICES, PRECISIONS
 from ..tags.postprocess import ORDERS, TagOptions, parse_tag_list, tag_result
 from .tag_knowledge_args import add_tag_knowledge_arguments, tag_knowledge_from_args
 
@@ -33,6 +33,21 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--compile", action="store_true", help="run the model through torch.compile (opt-in)")
     group.add_argument("--batch-size", type=int, default=None, help="images per forward pass")
     group.add_argument("--offline", action="store_true", help="never download; fail if the files are missing")
+    parser.add_argument(
+        "--max-pixels", type=_pixel_count, default=None, metavar="N",
+        help="refuse images of more than N pixels (0 = no limit; also $JTP_MAX_PIXELS). Default: Pillow's "
+             "decompression-bomb limits (a note above 89.5 MP, refused above 179 MP)",
+    )
+
+
+def _pixel_count(text: str) -> int:
+    try:
+        value = int(float(text.replace("_", "")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of pixels: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 (no limit) or more")
+    return value
 
 
 def add_format_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,21 +84,19 @@ def options_from_args(args: argparse.Namespace) -> TagOptions:
 
 
 def tagger_from_args(args: argparse.Namespace):
-    from ..inference.tagger import load_tagger  # deferred: keeps --help fast
+    from ..hub.files import resolve_model
 
-    return load_tagger(
-        args.model,
-        device=args.device,
-        precision=args.precision,
-        models_dirs=args.models_dir,
-        download=not args.offline,
-        compile_model=args.compile,
+    # resolved before torch is imported, so a missing model or an unreachable hub is reported at once
+    files = resolve_model(args.model, models_dirs=args.models_dir, download=not args.offline)
+    from ..inference.tagger import load_tagger_from_files  # deferred: keeps --help fast
+
+    return load_tagger_from_files(
+        files, device=args.device, precision=args.precision, compile_model=args.compile,
         sequence_length=args.sequence_length,
     )
 
 
 def run_tag(args: argparse.Namespace) -> int:
-    from ..inference.batch import tag_files
     from ..inference.images import iter_image_files
 
     options = options_from_args(args)
@@ -91,6 +104,7 @@ def run_tag(args: argparse.Namespace) -> int:
     if not paths:
         raise JTPError("no images found in " + ", ".join(args.images))
     tagger = tagger_from_args(args)
+    from ..inference.batch import tag_files  # after the model is found: a missing one is reported before torch loads
     failures = 0
     for result in tag_files(tagger, paths, batch_size=args.batch_size, fast_jpeg=args.fast_jpeg):
         if result.error is not None:
@@ -138,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from ..inference.images import set_max_pixels
+
+        set_max_pixels(getattr(args, "max_pixels", None))  # None: $JTP_MAX_PIXELS or Pillow's limits
         return args.run(args)
     except (JTPError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

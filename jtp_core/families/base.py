@@ -9,7 +9,7 @@ its patch sequence to the sequence length). ``family.forward(model, batch)`` ret
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ..tags.labels import Labels
 from .header import CheckpointHeader
 
 ModelInput = dict[str, torch.Tensor]
@@ -35,37 +36,6 @@ def _stack(tensors: list[torch.Tensor], pin_memory: bool) -> torch.Tensor:
     first = tensors[0]
     out = torch.empty((len(tensors), *first.shape), dtype=first.dtype, pin_memory=True)
     return torch.stack(tensors, out=out)
-
-
-# Which RedRocket tool's rules turn a model's probabilities into tags (see tags/selection.py):
-# "jtp1" PILOT's demo (p > threshold, the project's table-based implications), "jtp3" the JTP-3 release
-# (implications applied before the threshold, p >= threshold), "hydra" the Hydra package (decide first).
-RULES = ("jtp1", "jtp3", "hydra")
-
-
-@dataclass(eq=False)
-class Labels:
-    """A model's outputs: tag names in output order (e621 spelling) and what its files say about them."""
-
-    tags: list[str]
-    categories: list[str] | None = None  # category name per output, when the files carry them
-    implications: Mapping[str, tuple[str, ...]] | None = None  # implied tags per tag, when the files carry them
-    validation: torch.Tensor | None = None  # [tags, thresholds, 4] validation counts (TP, FP, TN, FN), if any
-    validation_csv: Path | None = None  # JTP-3's per-tag validation rows, for calibrated thresholds
-    rules: str = "jtp1"
-    _cache: dict[Any, Any] = field(default_factory=dict, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.rules not in RULES:
-            raise ValueError(f"rules must be one of {', '.join(RULES)}; got {self.rules!r}")
-        if self.categories is not None and len(self.categories) != len(self.tags):
-            raise ValueError(f"{len(self.categories)} categories for {len(self.tags)} tags")
-
-    def cached(self, key: Any, make: Callable[[], Any]) -> Any:
-        """Derived data (implication graph, calibrated thresholds, lookups) computed once per model."""
-        if key not in self._cache:
-            self._cache[key] = make()
-        return self._cache[key]
 
 
 class Preprocessor(Protocol):

@@ -4,7 +4,11 @@ Grad-CAM on the output tokens of the ViT's final ``norm``: the gradient of the t
 to those tokens, averaged over the tokens, weighs the channels; relu(tokens · weights) is a grid×grid map
 (27×27 for JTP), normalised to [0, 1]. The map is then put back onto each *original* image exactly: the patch
 grid covers the first grid·patch pixels (378) of the 384 padded square, the centre padding of preprocessing
-is undone and the result is resized to the image's own size, in one interpolation.
+is undone and the result is resized to the image's own size, in one interpolation (mapping.py: computed row
+block by row block, so a 144 MP image costs O(pixels) bytes, not [tags, H, W] float32 stacks).
+
+EXIF orientation: the model sees the image as stored (as the JTP reference does: no EXIF transpose before
+tagging); the maps are then turned into the orientation viewers (and ComfyUI's Load Image) show.
 
 Only the attention-pool head runs with gradients, in float32 and on a fresh leaf tensor, so this works under
 an outer ``torch.inference_mode()`` (ComfyUI), in half precision, and leaves the shared model untouched
@@ -29,6 +33,7 @@ from ..families.pilot.architecture import (
 from ..families.pilot.preprocess import fit_size, image_tensor_to_pils, preprocess_pils
 from ..inference.tagger import ProgressCallback, Tagger
 from ..tags.postprocess import normalize_tag, parse_tag_list
+from .mapping import BLOCK_BYTES, GridMapping, exif_orientation, orient
 
 _TOP = re.compile(r"top\s*(\d+)", re.IGNORECASE)
 
@@ -45,14 +50,53 @@ class TagQuery:
         return len(self.named) + self.top
 
 
-@dataclass
 class Heatmap:
-    """One image's heatmaps, one per tag."""
+    """One image's heatmaps, one per tag, aligned with the image as displayed.
 
-    tags: list[str]  # e621 spelling
-    scores: list[float]  # the model's probability for each tag
-    maps: torch.Tensor  # [T, H, W] float32 in [0, 1], aligned with the original image
-    peaks: list[float]  # each map's raw Grad-CAM maximum before normalising (to compare images)
+    Kept at model resolution (``grids``) with the ``mapping`` onto the image; ``maps`` builds the full
+    [T, H, W] float32 stack on demand (fine for small images; renderers use ``rows`` blocks instead).
+    A Heatmap can also be made from ready maps: ``Heatmap(tags, scores, maps, peaks)``.
+    """
+
+    def __init__(
+        self,
+        tags: list[str],
+        scores: list[float],
+        maps: torch.Tensor | None = None,
+        peaks: list[float] | None = None,
+        grids: torch.Tensor | None = None,
+        mapping: GridMapping | None = None,
+    ) -> None:
+        if maps is None and (grids is None or mapping is None):
+            raise ValueError("a Heatmap needs maps, or grids and their mapping")
+        self.tags = tags  # e621 spelling
+        self.scores = scores  # the model's probability for each tag
+        self.peaks = list(peaks) if peaks is not None else [1.0] * len(tags)  # raw Grad-CAM maxima (to compare)
+        self.grids = grids  # [T, gh, gw] float32 in [0, 1]
+        self.mapping = mapping
+        self._maps = maps
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the maps."""
+        return tuple(self._maps.shape[-2:]) if self._maps is not None else self.mapping.size
+
+    @property
+    def maps(self) -> torch.Tensor:
+        """[T, H, W] float32 in [0, 1]."""
+        if self._maps is not None:
+            return self._maps
+        return self.mapping.full(self.grids).clamp_(0, 1)
+
+    def rows(self, start: int, stop: int) -> torch.Tensor:
+        """Rows start:stop of every map: [T, stop - start, W] float32 in [0, 1]."""
+        if self._maps is not None:
+            return self._maps[:, start:stop].float()
+        return self.mapping.rows(self.grids, start, stop).clamp_(0, 1)
+
+    def block_rows(self) -> int:
+        height, width = self.size
+        return max(1, BLOCK_BYTES // (4 * max(1, width) * max(1, len(self.tags))))
 
 
 def parse_tag_query(text: str, tags: Sequence[str]) -> TagQuery:
@@ -158,12 +202,23 @@ def cam_to_image(
     the padded square, and the map is read there. Pixels beyond the grid (the last 6 rows/columns of the
     384 square, which no patch sees) get 0: the model has no evidence for them.
     """
+    return pilot_mapping(image_size, input_size, patch_size, tuple(cams.shape[-2:])).full(cams)
+
+
+def pilot_mapping(
+    image_size: tuple[int, int],
+    input_size: int,
+    patch_size: tuple[int, int],
+    grid: tuple[int, int],
+    orientation: int = 1,
+) -> GridMapping:
+    """The grid → image mapping of PILOT's preprocessing (fit to ``input_size``, centre padding) for an image
+    of ``image_size`` (height, width) as stored, turned to EXIF ``orientation`` for display."""
     height, width = image_size
     fitted_h, fitted_w = fit_size(height, width, input_size)
-    grid_h, grid_w = cams.shape[-2:]
-    rows = _axis_weights(height, fitted_h, (input_size - fitted_h) // 2, patch_size[0], grid_h)
-    cols = _axis_weights(width, fitted_w, (input_size - fitted_w) // 2, patch_size[1], grid_w)
-    return rows @ cams.float() @ cols.T
+    rows = _axis_weights(height, fitted_h, (input_size - fitted_h) // 2, patch_size[0], grid[0])
+    cols = _axis_weights(width, fitted_w, (input_size - fitted_w) // 2, patch_size[1], grid[1])
+    return orient(rows, cols, orientation)
 
 
 def _axis_weights(length: int, fitted: int, offset: int, patch: int, grid: int) -> torch.Tensor:
@@ -195,7 +250,11 @@ def tag_heatmaps(
     batch_size: int | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> list[Heatmap]:
-    """Heatmaps of ``tags`` (names, or 'top N') for PIL images of any sizes, chunk by chunk."""
+    """Heatmaps of ``tags`` (names, or 'top N') for PIL images of any sizes, chunk by chunk.
+
+    Maps come out in each image's display orientation (its EXIF orientation applied); the model itself sees
+    the image as stored, as in the JTP reference.
+    """
     if tagger.family.name != "pilot":
         raise JTPError(f"heatmaps are not available for the {tagger.family.name} family yet")
     query = tags if isinstance(tags, TagQuery) else parse_tag_query(tags, tagger.tags)
@@ -208,9 +267,11 @@ def tag_heatmaps(
         indices, scores, cams = grad_cam(model, preprocess_pils(chunk, input_size), query)
         cams, peaks = normalize_cams(cams)
         for image, row, score, cam, peak in zip(chunk, indices, scores, cams, peaks, strict=True):
-            maps = cam_to_image(cam, (image.height, image.width), input_size, patch_size).clamp(0, 1)
+            mapping = pilot_mapping((image.height, image.width), input_size, patch_size, tuple(cam.shape[-2:]),
+                                    exif_orientation(image))
             results.append(Heatmap(
-                tags=[tagger.tags[i] for i in row.tolist()], scores=score.tolist(), maps=maps, peaks=peak.tolist()
+                tags=[tagger.tags[i] for i in row.tolist()], scores=score.tolist(), peaks=peak.tolist(),
+                grids=cam.float().contiguous(), mapping=mapping,
             ))
         if on_progress is not None:
             on_progress(len(results), len(images))

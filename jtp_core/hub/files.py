@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import CheckpointError, DownloadError, ModelNotFoundError, TagTableError
 from .known_models import KNOWN_MODELS, KNOWN_TAG_TABLES, TAG_TABLE, TAGS_JSON, VALIDATION, ModelSpec, TagTableSpec
+from .network import clean_failed_download, hub_offline, unreachable_reason
 
 MODELS_DIR_ENV = "JTP_MODELS_DIR"
 WEIGHT_SUFFIXES = (".safetensors", ".sft")
@@ -136,8 +137,9 @@ def resolve_model(
     if spec is None:
         choices = ", ".join(available_models(models_dirs))
         raise ModelNotFoundError(f"unknown model {name!r}: not a folder, and not one of: {choices}")
-    if not download:
-        raise ModelNotFoundError(f"{name} is not downloaded; {_by_hand(spec, models_dirs[0] / name)}")
+    if not download or hub_offline():
+        by_hand = _by_hand(spec, models_dirs[0] / name)
+        raise ModelNotFoundError(f"{name} is not downloaded{_offline_note(download)}; {by_hand}")
     return download_model(spec, models_dirs[0])
 
 
@@ -149,6 +151,9 @@ def download_model(spec: ModelSpec, models_dir: Path, endpoint: str | None = Non
     could later be taken for the model. ``endpoint`` overrides ``HF_ENDPOINT`` (a mirror, or a test hub).
     """
     folder = Path(models_dir) / spec.name
+    missing = [file for file in spec.files if not (folder / file.name).is_file()]
+    if missing:
+        _check_hub(endpoint, spec.name, _by_hand(spec, folder))
     try:
         for file in spec.files:
             if not (folder / file.name).is_file():
@@ -157,13 +162,34 @@ def download_model(spec: ModelSpec, models_dir: Path, endpoint: str | None = Non
                     spec.repo_id, file.repo_path, spec.revision, folder, folder / file.name, endpoint,
                     _by_hand(spec, folder),
                 )
-    finally:
-        for file in spec.files:
-            _remove_empty_dirs((folder / file.repo_path).parent, stop=folder)
+    except BaseException as error:
+        _remove_repo_subfolders(spec, folder)
+        if isinstance(error, DownloadError):  # no empty .cache, stale .lock or empty folder; partial data stays
+            clean_failed_download(folder)
+        raise
+    _remove_repo_subfolders(spec, folder)
     files = find_model_files(folder, spec.name)
     if files is None:  # pragma: no cover - the loop above guarantees the files
         raise DownloadError(f"{folder} is incomplete after the download")
     return files
+
+
+def _remove_repo_subfolders(spec: ModelSpec, folder: Path) -> None:
+    for file in spec.files:
+        _remove_empty_dirs((folder / file.repo_path).parent, stop=folder)
+
+
+def _offline_note(download: bool) -> str:
+    return " (HF_HUB_OFFLINE is set)" if download else ""
+
+
+def _check_hub(endpoint: str | None, what: str, by_hand: str) -> None:
+    """Fail at once, with the by-hand advice, when downloading is switched off or the hub cannot be reached."""
+    if hub_offline():
+        raise DownloadError(f"{what} is not downloaded (HF_HUB_OFFLINE is set); {by_hand}")
+    reason = unreachable_reason(endpoint)
+    if reason is not None:
+        raise DownloadError(f"cannot download {what}: {reason}. Without network access, {by_hand}")
 
 
 def _by_hand(spec: ModelSpec, folder: Path) -> str:
@@ -182,9 +208,10 @@ def _hub_download(
         if fetched.resolve() != target.resolve():
             os.replace(fetched, target)  # the repo's subfolders are flattened away
     except Exception as error:  # huggingface_hub and its HTTP client raise many kinds; all mean "not fetched"
+        reason = str(error).strip().rstrip(".") or type(error).__name__  # the hub's texts end with a period
         raise DownloadError(
-            f"could not download {repo_id}/{repo_path} into {target.parent}: {error}. Without network access, "
-            f"{by_hand}."
+            f"could not download {repo_id}/{repo_path} into {target.parent}: {reason}. Without network access, "
+            f"{by_hand}"
         ) from error
 
 
@@ -234,9 +261,10 @@ def resolve_tag_table(table: str | Path, models_dirs: list[Path] | None = None, 
     if spec is None:
         choices = ", ".join(list_tag_tables(models_dirs))
         raise TagTableError(f"tag table {name!r} is not a file, and not one of: {choices}")
-    if not download:
+    if not download or hub_offline():
         raise TagTableError(
-            f"{name} is not downloaded; put it in {models_dirs[0]} (from {spec.repo_id}, {spec.repo_path})"
+            f"{name} is not downloaded{_offline_note(download)}; put it in {models_dirs[0]} (from {spec.repo_id}, "
+            f"{spec.repo_path})"
         )
     return download_tag_table(spec, models_dirs[0])
 
@@ -245,8 +273,9 @@ def download_tag_table(spec: TagTableSpec, models_dir: Path, endpoint: str | Non
     """Fetch a known tag table into ``<models_dir>/<name>`` with huggingface_hub (same settings as models)."""
     target = Path(models_dir) / spec.name
     staging = Path(models_dir) / ".tag-table-download"  # hidden, so a half download is never listed
+    by_hand = f"put {spec.name} in {models_dir} by hand"
+    _check_hub(endpoint, spec.name, by_hand)
     try:
-        by_hand = f"put {spec.name} in {models_dir} by hand"
         _hub_download(spec.repo_id, spec.repo_path, spec.revision, staging, target, endpoint, by_hand)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # a small file: nothing worth resuming

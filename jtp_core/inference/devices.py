@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-DEVICES = ("auto", "cuda", "mps", "cpu")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
+from .choices import DEVICES, PRECISIONS  # noqa: F401 - re-exported: the names every front end offers
+
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 CPU_ONLY_PRECISIONS = ("int8",)  # int8 = fp32 model whose backbone Linear layers are quantized (inference.quantize)
 

@@ -28,15 +28,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-JTP3_MODES = ("inherit", "constrain", "remove", "constrain-remove", "off")
-HYDRA_MODES = (
-    "preserve", "inherit", "constrain", "enforce", "remove", "constrain-remove",
-    "enforce-inherit", "enforce-constrain", "enforce-remove", "off",
-)
+from .modes import HYDRA_MODES, JTP3_MODES, SUBCATEGORIES
 
 # e621's categories by number, and the Hydra package's two derived subcategories (``hydra/label.py``)
 E621_CATEGORIES = ("general", "artist", "contributor", "copyright", "character", "species", "invalid", "meta", "lore")
-SUBCATEGORIES = ("rating", "color")
 RATINGS = ("safe", "questionable", "explicit")
 COLOR_PREFIXES = (
     "black_", "blue_", "brown_", "green_", "grey_", "orange_", "pink_", "purple_", "red_", "tan_", "teal_",

@@ -9,14 +9,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import torch
-
-from ..families.base import Labels
-from .calibration import Metric
-from .selection import calibration_metric, select_by_rules
+from .labels import Labels
 from .tag_knowledge import TagKnowledge, check_table_for, normalized_fields
 from .tag_table import TagTable
+
+if TYPE_CHECKING:  # torch is imported where it is used, so the command line's --help stays fast
+    import torch
 
 ORDERS = ("score", "alphabetical")
 
@@ -102,6 +102,8 @@ def check_calibration(value: str | float | None) -> str | float | None:
     except ValueError as error:
         if "slider" in str(error):
             raise
+    from .calibration import Metric  # deferred: it needs torch
+
     return Metric.parse(text).spec  # raises with the grammar when it is not a metric
 
 
@@ -114,6 +116,10 @@ def select_tags(
     exclusions; with a tag table, the tag-knowledge options then apply (tag_knowledge.py). JTP-3 / Hydra: see
     tags/selection.py.
     """
+    import torch  # deferred: see the TYPE_CHECKING import
+
+    from .selection import calibration_metric, select_by_rules
+
     labels = tags if isinstance(tags, Labels) else Labels(list(tags))
     if labels.rules != "jtp1":
         return select_by_rules(probs, labels, options)

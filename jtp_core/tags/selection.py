@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..families.base import Labels
 from .calibration import (
     DEFAULT_METRIC,
     JTP3_DEFAULT_METRIC,
@@ -29,6 +28,7 @@ from .calibration import (
     thresholds_from_validation,
 )
 from .implications import HYDRA_MODES, JTP3_MODES, ImplicationGraph, excluded_mask, select_hydra, select_jtp3
+from .labels import Labels
 from .tag_knowledge import group_by_category, limit_per_category
 from .tag_table import UNKNOWN
 

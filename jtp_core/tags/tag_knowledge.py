@@ -22,15 +22,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .implications import HYDRA_MODES, JTP3_MODES, SUBCATEGORIES
+from .modes import ALL_MODES, JTP1_MODES, SUBCATEGORIES
 from .tag_table import CATEGORIES, GROUP_ORDER, tag_key
 
 if TYPE_CHECKING:
     from .postprocess import TagOptions
 
-IMPLICATIONS = ("off", "remove", "add")  # the modes of JTP-1 models, which need a tag table
-# every mode a TagOptions may name; which ones apply depends on the model (tags/selection.py)
-ALL_IMPLICATIONS: tuple[str, ...] = tuple(dict.fromkeys(("auto", *IMPLICATIONS, *JTP3_MODES, *HYDRA_MODES)))
+IMPLICATIONS = JTP1_MODES  # the modes of JTP-1 models, which need a tag table
+ALL_IMPLICATIONS = ALL_MODES  # every mode a TagOptions may name; which apply depends on the model (selection.py)
 
 
 def _float32(value: float) -> float:

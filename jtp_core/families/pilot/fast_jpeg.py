@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ...errors import ImageError
-from ...inference.images import open_image
+from ...inference.images import open_image, open_unloaded
 from .preprocess import fit_size, preprocess_pil
 
 
@@ -35,14 +35,15 @@ def open_for_model(path: str | Path, size: int, fast_jpeg: bool = False) -> tupl
     if not fast_jpeg:
         image = open_image(path)
         return image, image.size
+    image = open_unloaded(path)  # the pixel limit applies here too
     try:
-        with Image.open(path) as image:
+        with image:
             original = image.size
             if image.format == "JPEG":  # draft() exists on other formats too, but only JPEG decodes faster
                 image.draft("RGB", draft_request(*original, size))
             image.load()
             return image, original
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
+    except (OSError, ValueError) as error:
         raise ImageError(f"{path}: not a readable image ({error})") from error
 
 
