@@ -66,9 +66,11 @@ def test_tag_button_gives_tags_and_score_table(webui, tiny_tagger):
     _, _, _, tabs = webui
     blocks = tabs[0][0]
     picture = image(1)
-    text, rows, status = press(blocks.find("jtp_tag"), {"jtp_image": picture, "jtp_threshold": 0.1})
+    text, table, status = press(blocks.find("jtp_tag"), {"jtp_image": picture, "jtp_threshold": 0.1})
     want = tag_result(tiny_tagger.predict_pils([picture])[0], tiny_tagger.tags, TagOptions(threshold=0.1))
     assert text == want.text and text
+    assert table["headers"] == ["tag", "score"]
+    rows = table["data"]
     assert rows == [[tag, score] for tag, score in want.scores.items()]
     assert [score for _, score in rows] == sorted((score for _, score in rows), reverse=True)
     assert "TINY_PILOT" in status and "cpu" in status
