@@ -196,3 +196,16 @@ def test_models_dir_setting_is_searched_first(webui, tmp_path, linear_checkpoint
     standin.opts.data["jtp_models_dir"] = str(extra)
     assert "OTHER_MODEL" in script.service.model_names()
     assert script.service.models()["models_dir"] == str(extra)  # downloads go there
+
+
+def test_the_stand_in_gradio_refuses_what_one_of_the_hosts_gradios_refuses():
+    from webui_standin import fake_gradio
+
+    gr3, gr4 = fake_gradio("3.41.2"), fake_gradio("4.40.0")
+    with pytest.raises(TypeError, match="source"):
+        gr3.Image(source="upload")  # Gradio 3 only
+    with pytest.raises(TypeError, match="sources"):
+        gr4.Image(sources=["upload"])  # Gradio 4 only
+    gr3.Button("x").click(fn=None, _js="switch_to_txt2img")
+    with pytest.raises(TypeError, match="_js"):
+        gr4.Button("x").click(fn=None, _js="switch_to_txt2img")  # plain Gradio 4 wants js=
