@@ -74,7 +74,10 @@ class Constraints:
 
     def add(self, name: str, spec: str, why: str) -> None:
         key = canonicalize_name(name)
-        self.specs[key] = self.specs.get(key, SpecifierSet()) & SpecifierSet(spec)
+        try:
+            self.specs[key] = self.specs.get(key, SpecifierSet()) & SpecifierSet(spec)
+        except InvalidSpecifier:  # e.g. a pin to a version that is no PEP 440 version: pip could not use it either
+            return
         self.names.setdefault(key, name)
         self.why.setdefault(key, []).append(why)
 
@@ -160,10 +163,7 @@ def host_constraints(installed: Mapping[str, Dist], pins: Mapping[str, str] | No
                 constraints.add(target.name, f"=={target.version}", f"{dist.name} {dist.version} asks for {line}"
                                 f" but has {target.version} (left as is)")
                 continue
-            try:
-                constraints.add(req.name, str(req.specifier), f"{dist.name} {dist.version} requires {line}")
-            except InvalidSpecifier:
-                continue
+            constraints.add(req.name, str(req.specifier), f"{dist.name} {dist.version} requires {line}")
     for name, version in (pins or {}).items():
         have = installed.get(canonicalize_name(name))
         constraints.add(name, f"=={have.version if have else version}", "pinned by the WebUI")
@@ -307,10 +307,15 @@ def main() -> int:
         print(f"{PREFIX} installing: {' '.join(plan.install)}")
         before = pip_check()
         with constraints_file(constraints) as path:
-            if launch is not None:
-                install_under_webui(launch, plan.install, path)
-            else:
-                pip_install(plan.install, path)
+            try:
+                if launch is not None:
+                    install_under_webui(launch, plan.install, path)
+                else:
+                    pip_install(plan.install, path)
+            except (subprocess.CalledProcessError, RuntimeError) as error:  # RuntimeError: the WebUI's run_pip
+                print(f"{PREFIX} pip could not install them within the versions the installed packages allow "
+                      f"({error}); these were its constraints:\n    " + "\n    ".join(constraints.lines()))
+                return 1
         worse = sorted(pip_check() - before)
         if worse:
             print(f"{PREFIX} pip check reports new problems after the install:\n    " + "\n    ".join(worse))

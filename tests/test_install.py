@@ -187,3 +187,24 @@ def test_main_with_everything_present_runs_no_pip(monkeypatch, capsys):
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("no pip check needed"))
     assert install.main() == 0
     assert "all requirements are installed" in capsys.readouterr().out
+
+
+def test_a_failed_pip_run_is_reported_not_raised(monkeypatch, capsys):
+    monkeypatch.delitem(sys.modules, "launch", raising=False)
+    monkeypatch.setattr(install, "installed_distributions", a1111)
+    monkeypatch.setattr(install, "pip_check", lambda: set())
+
+    def refuse(args):
+        raise subprocess.CalledProcessError(1, args)
+
+    monkeypatch.setattr(subprocess, "check_call", refuse)
+    assert install.main() == 1
+    out = capsys.readouterr().out
+    assert "pip could not install them" in out and "huggingface-hub<1.0" in out
+
+
+def test_versions_that_are_no_pep440_are_skipped_not_fatal():
+    installed = host(Dist("torch", "2.6.0-custom build"), Dist("oddball", "1.0", ("numpy>=1.0; python_version>'1'",)),
+                     Dist("numpy", "1.26.2"))
+    constraints = install.host_constraints(installed)
+    assert "torch" not in constraints.specs and constraints.allows("numpy", "1.26.2")
