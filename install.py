@@ -189,13 +189,15 @@ def plan_install(
         key = canonicalize_name(req.name)
         if key in HOST_OWNED:
             continue
+        have = installed.get(key)
+        satisfied = have is not None and contains(req.specifier, have.version)
         missing_host = [name for name in NEEDS_HOST_TORCH.get(key, ()) if name not in installed]
         if missing_host:
             plan.missing_host = missing_host
-            plan.notes.append(f"{req.name} not installed: it needs {' and '.join(missing_host)} from the host")
+            if not satisfied:
+                plan.notes.append(f"{req.name} left out: it needs {' and '.join(missing_host)} from the host")
             continue
-        have = installed.get(key)
-        if have is not None and contains(req.specifier, have.version):
+        if satisfied:
             continue
         target = line  # not installed: the newest version that our range and the host's bounds allow
         if have is not None:

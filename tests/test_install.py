@@ -76,7 +76,10 @@ def test_without_torchvision_timm_is_left_out_and_the_matching_build_named():
     assert not any("timm" in item or "torch" in item for item in plan.install)
     assert {install.distribution_name(item) for item in plan.install} == {
         install.distribution_name(line) for line in OURS} - {"timm", "numpy"}  # numpy: the host has it
-    assert plan.missing_host == ["torchvision"] and "timm not installed" in plan.notes[0]
+    assert plan.missing_host == ["torchvision"] and "timm left out" in plan.notes[0]
+    installed["timm"] = Dist("timm", "1.0.31", ("torchvision",))  # there already, but unusable: still said
+    plan = install.plan_install(OURS, installed, install.host_constraints(installed))
+    assert plan.missing_host == ["torchvision"] and not any("timm" in note for note in plan.notes)
     message = install.missing_host_message(plan.missing_host, installed)
     assert 'torchvision==0.28.*" --index-url https://download.pytorch.org/whl/cpu' in message
     assert "torch 2.13.0+cpu" in message
