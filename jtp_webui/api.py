@@ -5,8 +5,9 @@
                          → {"model", "results": [{"tags": "a, b", "scores": {"a": 0.93, ...}}]}
     POST /jtp/v1/unload  → {"unloaded": true | false}
 
-Errors come back as ``{"detail": message}`` with a 4xx status for anything the client can fix. The routes are
-plain ``def``s: FastAPI runs them in its thread pool, so a model run never blocks the server's event loop.
+Errors come back as ``{"detail": message}`` with a 4xx status for anything the client can fix; a bad body too: the
+body is read raw and parsed here (JSON whatever its Content-Type), so FastAPI's 422 with a list ``detail`` never
+answers. Handlers run in FastAPI's thread pool, so a model run never blocks the server's event loop.
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads the route signatures' annotations at run time.
@@ -25,7 +26,8 @@ def add_routes(app: Any, service: TaggerService, api_auth: str | None = None) ->
     Called again for the same app (scripts reloaded), it only points the routes at the new service, so one
     model stays in memory; returns whether routes were added.
     """
-    from fastapi import APIRouter, Body, Depends, HTTPException
+    from fastapi import APIRouter, Depends, HTTPException, Request
+    from fastapi.concurrency import run_in_threadpool
 
     first = getattr(app.state, "jtp_service", None) is None
     app.state.jtp_service = service
@@ -49,8 +51,9 @@ def add_routes(app: Any, service: TaggerService, api_auth: str | None = None) ->
         return answer(current().models)
 
     @router.post("/tag")
-    def tag(body: Any = Body(None)) -> dict[str, Any]:  # noqa: B008 - FastAPI's way to take the raw JSON body
-        return answer(lambda: current().handle_tag(body))
+    async def tag(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        return await run_in_threadpool(answer, lambda: current().handle_tag(raw))
 
     @router.post("/unload")
     def unload() -> dict[str, Any]:

@@ -16,6 +16,7 @@ import binascii
 import contextlib
 import dataclasses
 import io
+import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -85,12 +86,25 @@ class TaggerService:
         """Known models (downloadable) and model folders found in the models dirs."""
         return available_models(list(self.config.models_dirs))
 
+    def default_model(self, names: Sequence[str] | None = None) -> str:
+        """The model used when none is named: the setting's, while the models list has it.
+
+        A model folder set as the default can drop out of the list (another models dir, e.g. the WebUI's
+        ``--models-dir``, or the folder removed); then the known default model stands in, as the tab shows it.
+        """
+        names = self.model_names() if names is None else names
+        configured = self.config.default_model
+        if configured in names:
+            return configured
+        return DEFAULT_MODEL if DEFAULT_MODEL in names else names[0]
+
     def models(self) -> dict[str, Any]:
         config = self.config
         local = list_local_models(list(config.models_dirs))
+        names = self.model_names()
         return {
-            "models": [{"name": name, "downloaded": name in local} for name in self.model_names()],
-            "default": config.default_model,
+            "models": [{"name": name, "downloaded": name in local} for name in names],
+            "default": self.default_model(names),
             "loaded": self.loaded(),
             "models_dir": str(config.models_dirs[0]),
         }
@@ -106,8 +120,8 @@ class TaggerService:
         arbitrary path. A different model or device replaces the one in memory.
         """
         config = self.config
-        name = model or config.default_model
         names = self.model_names()
+        name = model or self.default_model(names)
         if name not in names:
             raise ModelNotFoundError(f"unknown model {name!r}; choose one of: {', '.join(names)}")
         key = (name, config.device, config.precision, config.sequence_length)
@@ -190,7 +204,10 @@ class TaggerService:
     # API requests ------------------------------------------------------------------------------------------
 
     def handle_tag(self, body: Any) -> dict[str, Any]:
-        """``POST /tag`` body → response; RequestError for anything the client must change."""
+        """``POST /tag`` body (raw bytes, or the JSON value already parsed) → response; RequestError for anything
+        the client must change."""
+        if isinstance(body, (bytes, bytearray)):
+            body = parse_json_body(bytes(body))
         images, model, options = parse_tag_request(body, self.config.options)
         with client_errors():
             name, results = self.tag_images(images, model=model, options=options)
@@ -203,6 +220,21 @@ class TaggerService:
 # request checking --------------------------------------------------------------------------------------------
 
 REQUEST_FIELDS = ("image", "images", "model")
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """A request body → its JSON value, whatever Content-Type came with it (``curl -d`` sends a form type).
+
+    The message never echoes the body: it can be megabytes of base64.
+    """
+    if not raw.strip():
+        raise RequestError(400, 'the body is empty; send a JSON object, e.g. {"image": "<base64>"}')
+    try:
+        return json.loads(raw)
+    except ValueError as error:  # JSONDecodeError, or bytes that are no UTF-8/16/32 text
+        reason = error.msg if isinstance(error, json.JSONDecodeError) else "not UTF-8 text"
+        raise RequestError(400, f'the body is not valid JSON ({reason}); send a JSON object, e.g. '
+                                '{"image": "<base64>"}') from None
 
 
 def parse_tag_request(body: Any, defaults: TagOptions) -> tuple[list[Image.Image], str | None, TagOptions]:

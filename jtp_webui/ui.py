@@ -25,6 +25,12 @@ from .service import TaggerService
 SCORE_HEADERS = ["tag", "score"]
 
 
+def score_table(rows: list[list[Any]]) -> dict[str, Any]:
+    """The Scores table's value. Given as headers + data: a bare empty list becomes one blank row (``[[]]``) in
+    both Gradio 3 and 4, and Gradio 3 then drops the headers too."""
+    return {"headers": list(SCORE_HEADERS), "data": rows}
+
+
 class CaptionStopped(Exception):
     """Raised from the progress callback when the user pressed Stop; captions written so far stay."""
 
@@ -60,8 +66,8 @@ class TabActions:
         self.service = service
         self._stop = threading.Event()
 
-    def tag(self, image: Image.Image | None, model: str, *widgets: Any) -> tuple[str, list[list[Any]], str]:
-        """→ (tag string, score table rows, status line)."""
+    def tag(self, image: Image.Image | None, model: str, *widgets: Any) -> tuple[str, dict[str, Any], str]:
+        """→ (tag string, score table, status line)."""
         if image is None:
             raise ValueError("Load an image first.")
         started = time.perf_counter()
@@ -70,7 +76,7 @@ class TabActions:
         loaded = self.service.loaded() or {"device": self.service.config.device}
         where = f" on {loaded['device']}" if loaded.get("device") else ""
         status = f"{len(rows)} tags from {name}{where} in {time.perf_counter() - started:.2f} s"
-        return result.text, rows, status
+        return result.text, score_table(rows), status
 
     def caption(
         self,
@@ -147,7 +153,7 @@ def build_tab(gr: Any, service: TaggerService, prompt_boxes: Mapping[str, Any] |
     config = service.config
     defaults = config.options
     names = service.model_names()
-    default_model = config.default_model if config.default_model in names else names[0]
+    default_model = service.default_model(names)
 
     with gr.Blocks(analytics_enabled=False) as tab:
         with gr.Row():
@@ -176,8 +182,10 @@ def build_tab(gr: Any, service: TaggerService, prompt_boxes: Mapping[str, Any] |
                             for target in (prompt_boxes or {})}
                     unload = gr.Button("Unload model", elem_id="jtp_unload")
                 status = gr.Textbox(label="Status", interactive=False, elem_id="jtp_status")
-                table = gr.Dataframe(headers=SCORE_HEADERS, datatype=["str", "number"], interactive=False,
-                                     label="Scores", elem_id="jtp_scores")
+                # an explicit empty value and no minimum row count: else Gradio shows a blank ("", 0) row
+                table = gr.Dataframe(value=score_table([]), headers=SCORE_HEADERS, datatype=["str", "number"],
+                                     row_count=(0, "dynamic"), interactive=False, label="Scores",
+                                     elem_id="jtp_scores")
         with gr.Accordion("Caption a folder (one .txt per image, for LoRA training)", open=False):
             with gr.Row():
                 folder = gr.Textbox(label="Folder of images", placeholder="/path/to/dataset", elem_id="jtp_folder")

@@ -2,6 +2,7 @@
 
 import base64
 import io
+import json
 import shutil
 
 import numpy as np
@@ -156,10 +157,59 @@ def test_bad_requests_get_a_4xx_with_a_message(client, body, status, words):
     assert words in response.json()["detail"]
 
 
-def test_a_body_that_is_not_json_is_a_4xx(client):
+@pytest.mark.parametrize("content_type", [None, "application/json", "text/plain", "application/x-www-form-urlencoded"])
+def test_a_json_body_is_read_whatever_its_content_type(client, tiny_tagger, content_type):
+    # curl -d sends application/x-www-form-urlencoded; many clients send no Content-Type at all
     http, _ = client
-    response = http.post("/jtp/v1/tag", content=b"{not json", headers={"content-type": "application/json"})
-    assert 400 <= response.status_code < 500
+    image = png_b64(3)
+    headers = {} if content_type is None else {"content-type": content_type}
+    response = http.post("/jtp/v1/tag", content=json.dumps({"image": image}).encode(), headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["results"][0]["tags"] == expected(tiny_tagger, image).text
+
+
+@pytest.mark.parametrize(
+    ("raw", "content_type", "words"),
+    [
+        (b"{not json", "application/json", "not valid JSON"),
+        (b"{not json", None, "not valid JSON"),
+        (b"image=abc", "application/x-www-form-urlencoded", "not valid JSON"),
+        (b"\xff\xfe\x00garbage", "application/octet-stream", "not valid JSON"),
+        (b"", "application/json", "body is empty"),
+        (b"[1, 2]", "text/plain", "JSON object"),
+    ],
+)
+def test_every_bad_body_gets_one_error_shape(client, raw, content_type, words):
+    http, _ = client
+    headers = {} if content_type is None else {"content-type": content_type}
+    response = http.post("/jtp/v1/tag", content=raw, headers=headers)
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert set(body) == {"detail"} and isinstance(body["detail"], str)  # not FastAPI's 422 list
+    assert words in body["detail"]
+    if len(raw) > 3:
+        assert raw.decode("latin-1") not in body["detail"]  # the body is never echoed back
+
+
+def test_the_default_is_always_a_listed_model(tmp_path, linear_checkpoint):
+    # the default was a model folder of another models dir (the WebUI started with another --models-dir)
+    standin = WebUI(tmp_path / "webui", cmd_opts={"api": True})
+    standin.opts.data.update(jtp_default_model="TINY_PILOT", jtp_download=False)
+    standin.install()
+    try:
+        standin.load_script()
+        http = TestClient(start(standin))
+        listing = http.get("/jtp/v1/models").json()
+        assert listing["default"] in [item["name"] for item in listing["models"]]
+        assert listing["default"] == "JTP_PILOT"
+        # a request naming no model uses that default (here: not downloaded, downloads off)
+        response = http.post("/jtp/v1/tag", json={"image": png_b64(1)})
+        assert response.status_code == 404 and "JTP_PILOT" in response.json()["detail"]
+        shutil.copytree(linear_checkpoint, standin.models_path / "jtp" / "TINY_PILOT")  # the folder is back
+        assert http.get("/jtp/v1/models").json()["default"] == "TINY_PILOT"
+        assert http.post("/jtp/v1/tag", json={"image": png_b64(1)}).json()["model"] == "TINY_PILOT"
+    finally:
+        standin.uninstall()
 
 
 def test_routes_follow_the_webuis_api_switch(tmp_path, linear_checkpoint):

@@ -24,6 +24,7 @@ def run_pip(command, desc=None, live=True):
 def load_install():
     spec = importlib.util.spec_from_file_location("jtp_install_under_test", ROOT / "install.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -56,27 +57,45 @@ def webui_launch(tmp_path, monkeypatch):
     sys.modules.pop("launch", None)
 
 
-def test_under_the_webui_installs_through_its_pip_helper(webui_launch, requirements, capsys):
+def stand_in_host(install):
+    """Installed: torch + torchvision, safetensors, an old Pillow (the WebUI pins 9.5.0) and an old numpy."""
+    Dist = install.Dist
+    dists = [Dist("torch", "2.1.2+cu121"), Dist("torchvision", "0.16.2+cu121", ("torch==2.1.2",)),
+             Dist("safetensors", "0.4.2"), Dist("Pillow", "9.4.0"), Dist("numpy", "1.26.2")]
+    return {install.canonicalize_name(dist.name): dist for dist in dists}
+
+
+def test_under_the_webui_installs_through_its_pip_helper(webui_launch, requirements, monkeypatch, capsys):
     install = load_install()
     launch = install.webui_launcher()
     assert launch is not None and launch.__file__ == str(webui_launch / "launch.py")
-    asked = install.install_under_webui(launch, requirements)
-    # numpy is too old but not pinned by the WebUI: upgraded; the missing package installed; quoted for the shell
-    assert asked == ["numpy>=999.0", "jtp-not-a-real-package>=1.0"]
-    assert [command for command, _ in launch.pip_calls] == ['install "numpy>=999.0"',
-                                                            'install "jtp-not-a-real-package>=1.0"']
-    assert all("torch" not in command for command, _ in launch.pip_calls)
-    # Pillow is pinned by the WebUI: upgrading it would be undone at the next start, so it is left with a note
-    assert "pillow 9.5.0 is pinned by the WebUI" in capsys.readouterr().out
-
-
-def test_main_under_the_webui_never_calls_pip_directly(webui_launch, monkeypatch):
-    install = load_install()
-    monkeypatch.setattr(install, "REQUIREMENTS", ROOT / "requirements.txt")
-    monkeypatch.setattr(subprocess, "check_call", lambda *a, **k: pytest.fail("pip run outside the WebUI helper"))
-    monkeypatch.setattr(install, "install_under_webui", lambda launch, path: launch.pip_calls.append(("called", None)))
+    monkeypatch.setattr(install, "REQUIREMENTS", requirements)
+    monkeypatch.setattr(install, "installed_distributions", lambda: stand_in_host(install))
+    monkeypatch.setattr(install, "pip_check", lambda: set())
+    seen = []
+    monkeypatch.setattr(launch, "run_pip", lambda command, desc=None, live=True: seen.append(
+        (command, Path(command.split('-c "', 1)[1].split('"', 1)[0]).read_text().splitlines())))
     assert install.main() == 0
-    assert sys.modules["launch"].pip_calls == [("called", None)]
+    (command, constraints), = seen
+    # numpy is too old but not pinned by the WebUI: raised to our lowest; the missing package installed; all
+    # quoted for the shell, with the constraints file
+    assert command.startswith('install -c "') and command.endswith('"numpy==999.0" "jtp-not-a-real-package>=1.0"')
+    assert "torch" not in command.split('"', 2)[2]
+    assert any(line.startswith("torch=") and line.endswith("==2.1.2+cu121") for line in constraints)
+    assert "pillow==9.4.0" in [line.lower() for line in constraints]  # pinned by the WebUI: kept where it is
+    # Pillow is pinned by the WebUI: upgrading it would be undone at the next start, so it is left with a note
+    assert "pillow 9.4.0 is pinned by the WebUI" in capsys.readouterr().out
+
+
+def test_main_under_the_webui_never_calls_pip_directly(webui_launch, requirements, monkeypatch):
+    install = load_install()
+    monkeypatch.setattr(install, "REQUIREMENTS", requirements)
+    monkeypatch.setattr(install, "installed_distributions", lambda: stand_in_host(install))
+    monkeypatch.setattr(install, "pip_check", lambda: set())
+    monkeypatch.setattr(subprocess, "check_call", lambda *a, **k: pytest.fail("pip run outside the WebUI helper"))
+    assert install.main() == 0
+    assert [command.split('" ', 1)[1] for command, _ in sys.modules["launch"].pip_calls] == [
+        '"numpy==999.0" "jtp-not-a-real-package>=1.0"']
 
 
 def test_on_its_own_installs_what_is_missing_with_pip(requirements, monkeypatch, capsys):
@@ -84,11 +103,14 @@ def test_on_its_own_installs_what_is_missing_with_pip(requirements, monkeypatch,
     install = load_install()
     assert install.webui_launcher() is None  # no WebUI here: the plain path
     monkeypatch.setattr(install, "REQUIREMENTS", requirements)
+    monkeypatch.setattr(install, "installed_distributions", lambda: stand_in_host(install))
+    monkeypatch.setattr(install, "pip_check", lambda: set())
     calls = []
     monkeypatch.setattr(subprocess, "check_call", lambda args: calls.append(args))
     assert install.main() == 0
-    assert calls == [[sys.executable, "-m", "pip", "install", "pillow>=999.0", "numpy>=999.0",
-                      "jtp-not-a-real-package>=1.0"]]
+    (call,) = calls
+    assert call[:5] == [sys.executable, "-m", "pip", "install", "-c"]
+    assert call[6:] == ["pillow==999.0", "numpy==999.0", "jtp-not-a-real-package>=1.0"]
 
 
 def test_on_its_own_with_everything_present_installs_nothing(tmp_path, monkeypatch, capsys):

@@ -66,9 +66,11 @@ def test_tag_button_gives_tags_and_score_table(webui, tiny_tagger):
     _, _, _, tabs = webui
     blocks = tabs[0][0]
     picture = image(1)
-    text, rows, status = press(blocks.find("jtp_tag"), {"jtp_image": picture, "jtp_threshold": 0.1})
+    text, table, status = press(blocks.find("jtp_tag"), {"jtp_image": picture, "jtp_threshold": 0.1})
     want = tag_result(tiny_tagger.predict_pils([picture])[0], tiny_tagger.tags, TagOptions(threshold=0.1))
     assert text == want.text and text
+    assert table["headers"] == ["tag", "score"]
+    rows = table["data"]
     assert rows == [[tag, score] for tag, score in want.scores.items()]
     assert [score for _, score in rows] == sorted((score for _, score in rows), reverse=True)
     assert "TINY_PILOT" in status and "cpu" in status
@@ -194,3 +196,16 @@ def test_models_dir_setting_is_searched_first(webui, tmp_path, linear_checkpoint
     standin.opts.data["jtp_models_dir"] = str(extra)
     assert "OTHER_MODEL" in script.service.model_names()
     assert script.service.models()["models_dir"] == str(extra)  # downloads go there
+
+
+def test_the_stand_in_gradio_refuses_what_one_of_the_hosts_gradios_refuses():
+    from webui_standin import fake_gradio
+
+    gr3, gr4 = fake_gradio("3.41.2"), fake_gradio("4.40.0")
+    with pytest.raises(TypeError, match="source"):
+        gr3.Image(source="upload")  # Gradio 3 only
+    with pytest.raises(TypeError, match="sources"):
+        gr4.Image(sources=["upload"])  # Gradio 4 only
+    gr3.Button("x").click(fn=None, _js="switch_to_txt2img")
+    with pytest.raises(TypeError, match="_js"):
+        gr4.Button("x").click(fn=None, _js="switch_to_txt2img")  # plain Gradio 4 wants js=

@@ -27,13 +27,54 @@ class Event:
         self.name, self.fn, self.inputs, self.outputs, self.kwargs = name, fn, inputs or [], outputs or [], kwargs
 
 
+# The keywords that both hosts' Gradio (3.41.2 and 4.40.0) accept, read from their signatures: the tab must use
+# only these (a 3.x-only keyword such as Image(source=...) breaks Forge; Gradio 3 merely warns about an unknown one).
+BOTH_GRADIOS_ACCEPT = {
+    "Blocks": {"analytics_enabled", "css", "mode", "theme", "title"},
+    "Row": {"elem_id", "equal_height", "variant", "visible"},
+    "Column": {"elem_id", "min_width", "scale", "variant", "visible"},
+    "Accordion": {"elem_id", "label", "open", "visible"},
+    "Tab": {"elem_id", "id", "label"},
+    "Image": {"container", "elem_classes", "elem_id", "every", "height", "image_mode", "interactive", "label",
+              "min_width", "mirror_webcam", "scale", "show_download_button", "show_label", "show_share_button",
+              "streaming", "type", "value", "visible", "width"},
+    "Dropdown": {"allow_custom_value", "choices", "container", "elem_classes", "elem_id", "every", "info",
+                 "interactive", "label", "max_choices", "min_width", "multiselect", "scale", "show_label", "type",
+                 "value", "visible"},
+    "Button": {"elem_classes", "elem_id", "icon", "interactive", "link", "min_width", "scale", "size", "value",
+               "variant", "visible"},
+    "Slider": {"container", "elem_classes", "elem_id", "every", "info", "interactive", "label", "maximum",
+               "min_width", "minimum", "randomize", "scale", "show_label", "step", "value", "visible"},
+    "Number": {"container", "elem_classes", "elem_id", "every", "info", "interactive", "label", "maximum",
+               "min_width", "minimum", "precision", "scale", "show_label", "step", "value", "visible"},
+    "Textbox": {"autofocus", "container", "elem_classes", "elem_id", "every", "info", "interactive", "label",
+                "lines", "max_lines", "min_width", "placeholder", "rtl", "scale", "show_copy_button", "show_label",
+                "text_align", "type", "value", "visible"},
+    "Checkbox": {"container", "elem_classes", "elem_id", "every", "info", "interactive", "label", "min_width",
+                 "scale", "show_label", "value", "visible"},
+    "Radio": {"choices", "container", "elem_classes", "elem_id", "every", "info", "interactive", "label",
+              "min_width", "scale", "show_label", "type", "value", "visible"},
+    "Dataframe": {"col_count", "datatype", "elem_classes", "elem_id", "every", "headers", "height", "interactive",
+                  "label", "latex_delimiters", "min_width", "row_count", "scale", "show_label", "type", "value",
+                  "visible", "wrap"},
+    "Markdown": {"elem_classes", "elem_id", "latex_delimiters", "rtl", "value", "visible"},
+    "HTML": {"elem_classes", "elem_id", "every", "label", "show_label", "value", "visible"},
+}
+EVENT_KEYWORDS = {"api_name", "batch", "cancels", "every", "fn", "inputs", "max_batch_size", "outputs",
+                  "postprocess", "preprocess", "queue", "scroll_to_output", "show_progress"}
+
+
 def fake_gradio(version: str = "3.41.2") -> types.ModuleType:
     gr = types.ModuleType("gradio")
     gr.__version__ = version
     stack: list[Any] = []
+    js_keyword = "_js" if int(version.split(".")[0]) < 4 else "js"  # the event's JavaScript, per version
 
     class Component:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
+            unknown = set(kwargs) - BOTH_GRADIOS_ACCEPT[type(self).__name__]
+            if unknown:
+                raise TypeError(f"{type(self).__name__}() got keyword(s) not both Gradios take: {sorted(unknown)}")
             self.args, self.kwargs = args, kwargs
             self.children: list[Component] = []
             self.events: list[Event] = []
@@ -48,6 +89,9 @@ def fake_gradio(version: str = "3.41.2") -> types.ModuleType:
             stack.pop()
 
         def click(self, fn=None, inputs=None, outputs=None, **kwargs):
+            unknown = set(kwargs) - EVENT_KEYWORDS - {js_keyword}
+            if unknown:
+                raise TypeError(f"click() got keyword(s) Gradio {version} does not take: {sorted(unknown)}")
             self.events.append(Event("click", fn, inputs, outputs, kwargs))
 
         change = click

@@ -204,6 +204,9 @@ def _hub_download(
     from huggingface_hub import hf_hub_download  # deferred: only needed when something is missing
 
     try:
+        # huggingface_hub 0.23-0.2x resumes a failed download without recreating the file's folder, which a
+        # failed try removed (nothing half-done may look like a model): make it first
+        (Path(local_dir) / repo_path).parent.mkdir(parents=True, exist_ok=True)
         fetched = Path(hf_hub_download(repo_id, repo_path, revision=revision, local_dir=local_dir, endpoint=endpoint))
         if fetched.resolve() != target.resolve():
             os.replace(fetched, target)  # the repo's subfolders are flattened away
