@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
+from functools import partial
 
 import pytest
 import torch
@@ -159,10 +160,11 @@ def test_real_torch_compile_runs_the_compiled_graph(tiny_tagger, pixels):
     torch.compiler.reset()
     try:
         tagger = _tagger_with(tiny_tagger, partial(torch.compile, backend=counting_backend))
-        got = tagger.predict(pixels[:4], batch_size=2)
+        first_four = {"pixels": pixels["pixels"][:4]}
+        got = tagger.predict(first_four, batch_size=2)
         assert tagger._compiled.failed is None  # no silent fallback to eager
         assert len(graph_runs) == 2  # one traced graph, run for each of the two chunks
-        torch.testing.assert_close(got, tiny_tagger.predict(pixels[:4], batch_size=2), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got, tiny_tagger.predict(first_four, batch_size=2), rtol=1e-4, atol=1e-5)
     finally:
         torch.compiler.reset()
 
