@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import torch
 
 from ..jtp_core import TagOptions
-from ..jtp_core.tags.prompt_check import PromptChecker, best_index
+from ..jtp_core.tags.prompt_check import PromptChecker, best_index, parse_aliases
 from .comfy_host import JTPModel, progress_reporter
 from .inputs import CATEGORY, batch_size_input, jtp_model_input, tag_options_input, transparency_input
 from .shared_model import RUN_LOCK
 
 UI_KEY = "jtp_check"  # ui[UI_KEY] = one check per image (see ImageCheck.as_dict), plus "best"
-
-
-def parse_aliases(text: str) -> dict[str, str]:
-    """'kitty=domestic_cat, doggo -> canine' → {alias: tag}; blank or malformed entries are an error."""
-    aliases: dict[str, str] = {}
-    for entry in (part.strip() for part in re.split(r"[,\n]", text or "")):
-        if not entry:
-            continue
-        match = re.fullmatch(r"(.+?)\s*(?:=|->)\s*(.+)", entry)
-        if match is None:
-            raise ValueError(f"aliases: write each one as 'alias=tag'; got {entry!r}")
-        old, new = match.groups()
-        aliases[old] = new
-    return aliases
 
 
 class JTPPromptCheck:

@@ -137,6 +137,20 @@ def _balanced(text: str) -> bool:
     return depth == 0
 
 
+def parse_aliases(text: str) -> dict[str, str]:
+    """'kitty=domestic_cat, doggo -> canine' → {alias: tag}; blank or malformed entries are an error."""
+    aliases: dict[str, str] = {}
+    for entry in (part.strip() for part in re.split(r"[,\n]", text or "")):
+        if not entry:
+            continue
+        match = re.fullmatch(r"(.+?)\s*(?:=|->)\s*(.+)", entry)
+        if match is None:
+            raise ValueError(f"aliases: write each one as 'alias=tag'; got {entry!r}")
+        old, new = match.groups()
+        aliases[old] = new
+    return aliases
+
+
 @dataclass
 class TagCheck:
     text: str  # as written in the prompt
