@@ -335,3 +335,19 @@ def test_saved_and_reloaded_workflow_keeps_every_widget_value(ui):
     assert len(saved["JTPTagger"]) == 10, saved["JTPTagger"]
     check_values = saved["JTPPromptCheck"]
     assert "female, (solo:1.2)" in check_values and "male" in check_values and 0.5 in check_values
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "example_workflows").glob("*.json")))
+def test_example_workflow_loads_with_its_widget_values(ui, name):
+    workflow = json.loads((ROOT / "example_workflows" / name).read_text(encoding="utf-8"))
+    ui.js("async (data) => { await app.loadGraphData(data); }", workflow)
+    ui.page.wait_for_timeout(600)
+    loaded = ui.js("""() => Object.fromEntries(app.graph._nodes.map(n => [n.id, {type: n.type,
+        values: (n.widgets ?? []).filter(w => w.serialize !== false).map(w => w.value)}]))""")
+    for node in workflow["nodes"]:
+        if not node["type"].startswith("JTP"):
+            continue
+        got = loaded[str(node["id"])]
+        assert got["type"] == node["type"]
+        assert got["values"] == pytest.approx(node["widgets_values"]), f"{name}: {node['type']}"
+    ui.shot(f"example-{name.removesuffix('.json')}")
