@@ -112,14 +112,14 @@ def prompt_check(pack) -> Workflow:
     ckpt = wf.add("CheckpointLoaderSimple", (20, 40), (320, 100), ["your_sd_model.safetensors"])
     positive = wf.add("CLIPTextEncode", (380, 20), (400, 160), [PROMPT], title="Prompt")
     negative = wf.add("CLIPTextEncode", (380, 220), (400, 140), [NEGATIVE], title="Negative prompt")
-    latent = wf.add("EmptyLatentImage", (20, 200), (320, 110), [1024, 1024, 4])
+    latent = wf.add("EmptyLatentImage", (20, 250), (320, 110), [1024, 1024, 4])
     sampler = wf.add("KSampler", (820, 20), (320, 270), [1, "randomize", 25, 6.0, "euler_ancestral", "normal", 1.0])
     decode = wf.add("VAEDecode", (820, 330), (220, 50))
-    loader = wf.add("JTPModelLoader", (20, 360), (320, 110))
+    loader = wf.add("JTPModelLoader", (20, 420), (320, 110))
     check = wf.add("JTPPromptCheck", (1180, 20), (460, 620), {"prompt": PROMPT, "negative_prompt": NEGATIVE})
     save = wf.add("SaveImage", (1680, 20), (360, 400), ["best_of_batch"])
     report = wf.add("PreviewAny", (1680, 460), (360, 200))
-    wf.add("Note", (20, 520), (320, 160), [
+    wf.add("Note", (20, 590), (320, 160), [
         "A batch of 4 from KSampler; JTP Prompt Check scores each image against the same prompt (keep its "
         "prompt in step with the Prompt node, or turn its prompt widget into an input fed by a text node) and "
         "Save Image keeps the best one. Tags the model does not know show as not checkable."])

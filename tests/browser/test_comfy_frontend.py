@@ -241,16 +241,22 @@ def _chip_tags(ui: Page) -> list[str]:
 
 
 def test_tag_view_shows_chips_and_alt_click_excludes_for_the_next_run(ui):
-    ui.build(TAGGER_GRAPH)
+    ui.build(TAGGER_GRAPH + """
+        const repeat = add("RepeatImageBatch", 40, 700); set(repeat, "amount", 2);
+        load.connect(0, repeat, 0); repeat.connect(0, tagger, 1);
+    """)
     ui.run_and_wait(".jtp-view .jtp-chip")
-    tags = _chip_tags(ui)
+    heads = ui.js("() => [...document.querySelectorAll('.jtp-view .jtp-block-head')].map(h => h.textContent)")
+    assert heads == ["Image 1 of 2", "Image 2 of 2"]  # one block per image of the batch
+    tags = _chip_tags(ui)[: len(_chip_tags(ui)) // 2]
     assert len(tags) >= 3, tags
-    scores = ui.js("() => [...document.querySelectorAll('.jtp-view .jtp-chip .jtp-score')].map(s => +s.textContent)")
+    scores = ui.js("() => [...document.querySelector('.jtp-view .jtp-block').querySelectorAll('.jtp-score')]"
+                   ".map(s => +s.textContent)")
     assert scores == sorted(scores, reverse=True), "chips are not ordered by score"
     ui.shot("tag-view")
 
     victim = tags[0]
-    ui.page.locator(f'.jtp-view .jtp-chip[data-tag="{victim}"]').click(modifiers=["Alt"])
+    ui.page.locator(f'.jtp-view .jtp-chip[data-tag="{victim}"]').first.click(modifiers=["Alt"])
     exclude = ui.js("() => app.graph._nodes.find(n => n.type === 'JTPTagger').widgets"
                     ".find(w => w.name === 'exclude_tags').value")
     assert victim in exclude
@@ -258,7 +264,7 @@ def test_tag_view_shows_chips_and_alt_click_excludes_for_the_next_run(ui):
     ui.run_and_wait(".jtp-view .jtp-chip")
     ui.page.wait_for_function(f"() => ![...document.querySelectorAll('.jtp-view .jtp-chip')]"
                               f".some(c => c.dataset.tag === {json.dumps(victim)})", timeout=30000)
-    assert victim not in _chip_tags(ui) and len(_chip_tags(ui)) == len(tags) - 1
+    assert victim not in _chip_tags(ui) and len(_chip_tags(ui)) == 2 * (len(tags) - 1)
     ui.page.locator(".jtp-view .jtp-bar button", has_text="Prompt").click()  # the toggle to the prompt string
     prompt = ui.js("() => document.querySelector('.jtp-view .jtp-prompt').textContent")
     assert prompt and victim.replace("_", " ") not in prompt

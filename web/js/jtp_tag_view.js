@@ -127,20 +127,34 @@ function addView(node, name, placeholder) {
   ensureStyle();
   const root = el("div", { className: "jtp-view" });
   root.append(el("div", { className: "jtp-hint", textContent: placeholder }));
-  const view = node.addDOMWidget(name, "jtp_view", root, {
+  let view;
+  const view_ = node.addDOMWidget(name, "jtp_view", root, {
     serialize: false,
     hideOnZoom: false,
-    getMinHeight: () => 120,
+    getMinHeight: () => view?.jtpHeight ?? 120,
     getMaxHeight: () => 800,
     getValue: () => undefined,
     setValue: () => {},
   });
+  view = view_;
   view.serialize = false; // not in widgets_values: saved workflows keep INPUT_TYPES' widget order
   view.options = view.options ?? {};
   view.options.serialize = false; // and not in the prompt sent to the server
   view.element = view.element ?? root;
   view.jtpRoot = root;
   return view;
+}
+
+function fitView(node, view) {
+  // grow the node to show the content (up to a limit; the view scrolls beyond it). Never shrinks the user's size.
+  requestAnimationFrame(() => {
+    const wanted = Math.min(420, Math.max(120, view.jtpRoot.scrollHeight + 8));
+    if (wanted === view.jtpHeight) return;
+    view.jtpHeight = wanted;
+    const size = node.computeSize?.();
+    if (size && node.size && size[1] > node.size[1]) node.setSize([node.size[0], size[1]]);
+    node.setDirtyCanvas?.(true, true);
+  });
 }
 
 function excludeTag(node, tag, chipEl) {
@@ -190,8 +204,8 @@ function renderTagView(node, message) {
       body.append(block);
     }
   };
-  tableButton.onclick = () => { node.jtpShowPrompt = false; draw(); };
-  promptButton.onclick = () => { node.jtpShowPrompt = true; draw(); };
+  tableButton.onclick = () => { node.jtpShowPrompt = false; draw(); fitView(node, view); };
+  promptButton.onclick = () => { node.jtpShowPrompt = true; draw(); fitView(node, view); };
   body.addEventListener("click", async (event) => {
     const target = event.target.closest?.(".jtp-chip");
     if (!target) return;
@@ -202,6 +216,7 @@ function renderTagView(node, message) {
     else if (await copyText(promptSpelling(tag))) toast("JTP", `Copied "${promptSpelling(tag)}"`);
   });
   draw();
+  fitView(node, view);
 }
 
 // ---- the check view (JTP Prompt Check) -----------------------------------------------------------------------
@@ -233,6 +248,7 @@ function renderCheckView(node, message) {
   });
   root.append(el("div", { className: "jtp-hint",
     textContent: "red: missing · orange: unwanted (negative prompt) · green: seen · italic: not checkable" }));
+  fitView(node, view);
 }
 
 // ---- right-click "Tag with JTP" ------------------------------------------------------------------------------
