@@ -4,7 +4,7 @@ The few calls every front end uses::
 
     tagger = load_tagger("JTP_PILOT")                 # resolve, download if missing, load
     probs = tagger.predict_pils(images)               # or predict_image_tensor(IMAGE, MASK)
-    results = tag_results(probs, tagger.tags, TagOptions(threshold=0.3))
+    results = tag_results(probs, tagger.labels, TagOptions(threshold=0.3))
 """
 
 from .errors import CheckpointError, DownloadError, ImageError, JTPError, ModelNotFoundError

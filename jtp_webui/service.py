@@ -27,7 +27,8 @@ from PIL import Image, UnidentifiedImageError
 from jtp_core import DEFAULT_MODEL, JTPError, Tagger, TagOptions, TagResult, load_tagger, tag_results
 from jtp_core.errors import DownloadError, ImageError, ModelNotFoundError
 from jtp_core.hub.files import available_models, list_local_models
-from jtp_core.tags.postprocess import ORDERS, parse_tag_list
+from jtp_core.tags.postprocess import ORDERS, check_calibration, parse_tag_list
+from jtp_core.tags.tag_knowledge import ALL_IMPLICATIONS
 
 if TYPE_CHECKING:
     from jtp_core.captioning.caption import CaptionRequest, CaptionSummary
@@ -45,6 +46,7 @@ class ServiceConfig:
     device: str = "auto"
     precision: str = "auto"
     batch_size: int | None = None  # None = the device's default
+    sequence_length: int | None = None  # JTP-3 / Hydra: patches per image (None = the model's default, 1024)
     download: bool = True  # fetch a known model that is not on disk yet
     keep_loaded: bool = True  # False: free the model after every use
     options: TagOptions = field(default_factory=TagOptions)  # post-processing defaults
@@ -69,7 +71,7 @@ class TaggerService:
         self._config = config
         self._run_lock = run_lock if run_lock is not None else threading.Lock()
         self._slot_lock = threading.Lock()  # guards the two fields below only; never held during a model run
-        self._key: tuple[str, str, str] | None = None
+        self._key: tuple[str, str, str, int | None] | None = None
         self._tagger: Tagger | None = None
         self._loader = loader
 
@@ -108,7 +110,7 @@ class TaggerService:
         names = self.model_names()
         if name not in names:
             raise ModelNotFoundError(f"unknown model {name!r}; choose one of: {', '.join(names)}")
-        key = (name, config.device, config.precision)
+        key = (name, config.device, config.precision, config.sequence_length)
         with self._slot_lock:
             if self._key == key and self._tagger is not None:
                 return self._tagger
@@ -117,6 +119,7 @@ class TaggerService:
             name,
             device=config.device,
             precision=config.precision,
+            sequence_length=config.sequence_length,
             models_dirs=list(config.models_dirs),
             download=config.download,
         )
@@ -154,7 +157,7 @@ class TaggerService:
             probs = tagger.predict_pils(
                 images, batch_size=config.batch_size, on_progress=on_progress, total=len(images)
             )
-        return tagger.name, tag_results(probs, tagger.tags, options)
+        return tagger.name, tag_results(probs, tagger.labels, options)
 
     def caption(
         self, request: CaptionRequest, model: str | None = None, on_progress: ProgressCallback | None = None
@@ -310,6 +313,18 @@ def _text(value: Any) -> str:
     return value
 
 
+def _calibration(value: Any) -> str | float | None:
+    if value is None or isinstance(value, str) or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return check_calibration(value)
+    raise ValueError(f'must be "auto", "off", a metric such as "f1.0@0.1", or a number from 0 to 1; got {value!r}')
+
+
+def _implications(value: Any) -> str:
+    if value not in ALL_IMPLICATIONS:
+        raise ValueError(f"must be one of {', '.join(ALL_IMPLICATIONS)}; got {value!r}")
+    return value
+
+
 _OPTION_CHECKS: dict[str, Callable[[Any], Any]] = {
     "threshold": _number(0.0, 1.0),
     "max_tags": _count,
@@ -320,6 +335,8 @@ _OPTION_CHECKS: dict[str, Callable[[Any], Any]] = {
     "weighted": _flag,
     "order": _order,
     "separator": _text,
+    "calibration": _calibration,
+    "implications": _implications,  # modes that need no tag table: the JTP-3 / Hydra models carry their own
 }
 # The post-processing options an API request may set: the plain TagOptions fields, by name (the tag-table
 # options take a loaded table, which a JSON body cannot carry).

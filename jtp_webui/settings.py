@@ -14,6 +14,7 @@ from typing import Any
 
 from jtp_core import DEFAULT_MODEL, TagOptions, parse_tag_list
 from jtp_core.inference.devices import DEVICES, PRECISIONS
+from jtp_core.tags.postprocess import check_calibration
 
 from .service import ServiceConfig
 
@@ -38,8 +39,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("models_dir", "", "Extra models folder, searched first and used for downloads (empty: models/jtp)"),
     Setting("default_model", DEFAULT_MODEL, "Default model", "models"),
     Setting("device", "auto", "Device (auto: the WebUI's interrogate device)", "radio", DEVICES),
-    Setting("precision", "auto", "Precision (auto: fp32 on the CPU, fp16 on a GPU)", "radio", PRECISIONS),
+    Setting("precision", "auto", "Precision (auto: fp32 on the CPU; on a GPU fp16 for JTP-1, bf16 for JTP-3 / Hydra)",
+            "radio", PRECISIONS),
     Setting("threshold", 0.2, "Default threshold (keep tags scoring above it)", "slider", (0.0, 1.0, 0.01)),
+    Setting("calibration", "auto", "JTP-3 / Hydra thresholds: auto (each tag's calibrated threshold), off (the "
+            "threshold above), a metric such as f2.0@0.1, or 0 (recall) … 1 (precision)"),
+    Setting("sequence_length", 1024, "JTP-3 / Hydra: patches per image (1024 = as trained; more sees finer detail)",
+            "slider", (64, 2048, 64)),
     Setting("max_tags", 250, "Default maximum number of tags (0 = no limit)", "slider", (0, 1000, 1)),
     Setting("exclude", "", "Tags always excluded (comma-separated, * matches anything)"),
     Setting("replace_underscores", True, "Underscores as spaces"),
@@ -47,7 +53,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("batch_size", 0, "Batch size (0 = automatic: 1 on the CPU, from free memory on a GPU)", "slider",
             (0, 256, 1)),
     Setting("keep_loaded", True, "Keep the model loaded between uses (off: free its memory after each use)"),
-    Setting("download", True, "Download a known model that is missing (about 1.8 GB, into the models folder)"),
+    Setting("download", True, "Download a known model that is missing (1–1.8 GB, into the models folder)"),
 )
 DEFAULTS = {setting.name: setting.default for setting in SETTINGS}
 
@@ -94,7 +100,16 @@ def tag_options(host: HostSettings) -> TagOptions:
         exclude=parse_tag_list(host.text("exclude")),
         replace_underscores=host.flag("replace_underscores"),
         escape_parentheses=host.flag("escape_parentheses"),
+        calibration=_calibration(host.text("calibration")),
     )
+
+
+def _calibration(text: str) -> str | float | None:
+    """A setting an older or hand-edited config may hold wrongly falls back to "auto" rather than breaking."""
+    try:
+        return check_calibration(text)
+    except ValueError:
+        return DEFAULTS["calibration"]
 
 
 def service_config(host: HostSettings, webui_models_dir: Path) -> ServiceConfig:
@@ -105,6 +120,7 @@ def service_config(host: HostSettings, webui_models_dir: Path) -> ServiceConfig:
         device=host.choice("device", DEVICES),
         precision=host.choice("precision", PRECISIONS),
         batch_size=max(host.number("batch_size", int), 0) or None,
+        sequence_length=min(max(host.number("sequence_length", int), 64), 2048),
         download=host.flag("download"),
         keep_loaded=host.flag("keep_loaded"),
         options=tag_options(host),

@@ -17,7 +17,7 @@ from ..jtp_core.families.pilot.architecture import INPUT_SIZE
 from ..jtp_core.families.pilot.fast_jpeg import load_for_model
 from ..jtp_core.inference.images import IMAGE_EXTENSIONS, iter_image_files
 from .comfy_host import JTPModel, progress_reporter
-from .inputs import CATEGORY, batch_size_input, format_inputs, jtp_model_input, tag_options_input
+from .inputs import CATEGORY, batch_size_input, calibration_input, format_inputs, jtp_model_input, tag_options_input
 from .inputs import tag_options as _tag_options
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,7 @@ class JTPCaptionFolder:
                 }),
                 "tag_options": tag_options_input(),
                 "fast_jpeg": _fast_jpeg_input(),
+                "calibration": calibration_input(),
             },
         }
 

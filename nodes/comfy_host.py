@@ -11,10 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..jtp_core import Tagger, load_tagger
-from ..jtp_core.inference.devices import pick_device, pick_dtype
+from ..jtp_core.inference.devices import pick_device
 
 FOLDER_NAME = "jtp"
 
@@ -48,7 +46,7 @@ class JTPModel:
         return self.tagger
 
 
-def load_jtp_model(model: str, device: str, precision: str) -> JTPModel:
+def load_jtp_model(model: str, device: str, precision: str, sequence_length: int | None = None) -> JTPModel:
     import comfy.model_management
     import comfy.model_patcher
 
@@ -62,11 +60,15 @@ def load_jtp_model(model: str, device: str, precision: str) -> JTPModel:
         # its memory management, on the CPU where int8 runs
         if device not in ("auto", "cpu"):
             raise ValueError(f"precision 'int8' runs on the CPU only; choose device cpu or auto, not {device}")
-        tagger = load_tagger(model, device="cpu", precision="int8", models_dirs=model_dirs())
+        tagger = load_tagger(
+            model, device="cpu", precision="int8", models_dirs=model_dirs(), sequence_length=sequence_length
+        )
         return JTPModel(tagger=tagger, patcher=None)
-    dtype = pick_dtype(precision, torch.device(load_device))
-    # load onto the offload device in the final precision; ComfyUI moves it to the GPU when it is used
-    tagger = load_tagger(model, device=offload_device, precision=_precision_name(dtype), models_dirs=model_dirs())
+    # load onto the offload device in the precision for the load device; ComfyUI moves it there when it is used
+    tagger = load_tagger(
+        model, device=offload_device, precision=precision, models_dirs=model_dirs(), runs_on=load_device,
+        sequence_length=sequence_length,
+    )
     patcher = comfy.model_patcher.ModelPatcher(tagger.model, load_device=load_device, offload_device=offload_device)
     return JTPModel(tagger=tagger, patcher=patcher)
 
@@ -83,7 +85,3 @@ def progress_reporter(total: int):
         comfy.model_management.throw_exception_if_processing_interrupted()
 
     return on_progress
-
-
-def _precision_name(dtype: torch.dtype) -> str:
-    return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]

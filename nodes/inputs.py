@@ -86,8 +86,20 @@ def tag_options(overrides: dict[str, Any] | None = None, **widgets: Any) -> TagO
         weighted=widgets["weighted"],
         order=widgets["order"],
         separator=widgets["separator"],
+        calibration=widgets.get("calibration", "auto"),
     )
     return dataclasses.replace(options, **overrides) if overrides else options
+
+
+def calibration_input() -> tuple[str, dict[str, Any]]:
+    """Optional (so saved workflows keep their widget order): calibrated per-tag thresholds for Hydra models."""
+    return ("STRING", {
+        "default": "auto",
+        "tooltip": "JTP-3 / Hydra: per-tag thresholds calibrated on RedRocket's validation data instead of the "
+                   "fixed threshold. auto = the model's default (Hydra 3.5: f1.0@0.1, JTP-3: cti); a number from 0 "
+                   "(more tags, recall) to 1 (fewer, surer tags, precision); a metric such as f2.0@0.1, csi, j; "
+                   "off = the threshold above. JTP-1 models have no calibration data: leave auto (or off) for them.",
+    })
 
 
 def batch_size_input() -> tuple[str, dict[str, Any]]:

@@ -107,7 +107,8 @@ def loader_inputs(requested: Any) -> dict[str, Any]:
     else those used last, else the loader's defaults."""
     from .model_loader import JTPModelLoader
 
-    spec = JTPModelLoader.INPUT_TYPES()["required"]
+    types = JTPModelLoader.INPUT_TYPES()
+    spec = {**types.get("required", {}), **types.get("optional", {})}  # the same key as the loader node's
     defaults = {name: options.get("default") for name, (_, options) in spec.items()}
     if requested is None:
         return last_loader_inputs() or defaults
@@ -151,7 +152,7 @@ def tag_file(path: Path, inputs: dict[str, Any], threshold: float) -> dict[str, 
         tagger = jtp_model.ready()
         probs = tagger.predict_image_tensor(image, mask)
     options = TagOptions(threshold=threshold)
-    result = tag_result(probs[0], tagger.tags, options)
+    result = tag_result(probs[0], tagger.labels, options)
     return {
         "text": result.text,
         "tags": tag_rows(result.scores, category_lookup(tagger, None)),

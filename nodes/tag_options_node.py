@@ -7,7 +7,7 @@ from typing import Any
 from ..jtp_core import TagOptions
 from ..jtp_core.hub.files import list_tag_tables
 from ..jtp_core.hub.known_models import DEFAULT_TAG_TABLE
-from ..jtp_core.tags.tag_knowledge import IMPLICATIONS, needs_tag_table, parse_category_values
+from ..jtp_core.tags.tag_knowledge import ALL_IMPLICATIONS, needs_tag_table, parse_category_values
 from ..jtp_core.tags.tag_table import GROUP_ORDER, load_tag_table
 from .comfy_host import model_dirs
 from .inputs import CATEGORY, JTP_TAG_OPTIONS, tag_options_input
@@ -33,10 +33,13 @@ class JTPTagOptions:
                     "tooltip": "Categories and implications of e621 tags: a CSV (tag,category,implications) in "
                                "models/jtp. jtp-3-hydra-tags.csv is downloaded from RedRocket/JTP-3 on first use.",
                 }),
-                "implications": (list(IMPLICATIONS), {
-                    "default": "off",
-                    "tooltip": "remove: drop tags implied by a kept, more specific tag ('wolf' drops 'canine', "
-                               "'mammal'). add: complete the chains, each added tag scored as its implier.",
+                "implications": (list(ALL_IMPLICATIONS), {
+                    "default": "auto",
+                    "tooltip": "auto: the model's own tool's default (JTP-1: off; JTP-3 / Hydra: inherit). JTP-1 "
+                               "with the table: remove drops tags implied by a kept, more specific tag ('wolf' drops "
+                               "'canine', 'mammal'); add completes the chains. JTP-3: inherit / constrain / remove / "
+                               "constrain-remove / off, applied before the threshold as its release does. Hydra 3.5 "
+                               "adds preserve and the enforce modes, as the Hydra package does.",
                 }),
                 "exclude_categories": ("STRING", {
                     "default": "",

@@ -8,7 +8,15 @@ import torch
 
 from ..jtp_core import tag_results
 from .comfy_host import JTPModel, progress_reporter
-from .inputs import CATEGORY, batch_size_input, format_inputs, jtp_model_input, tag_options_input, transparency_input
+from .inputs import (
+    CATEGORY,
+    batch_size_input,
+    calibration_input,
+    format_inputs,
+    jtp_model_input,
+    tag_options_input,
+    transparency_input,
+)
 from .inputs import tag_options as _tag_options
 from .shared_model import RUN_LOCK
 from .tag_view import UI_KEY, category_lookup, tag_rows
@@ -40,6 +48,7 @@ class JTPTagger:
             "optional": {
                 "mask": transparency_input(),
                 "tag_options": tag_options_input(),
+                "calibration": calibration_input(),
             },
         }
 
@@ -58,7 +67,7 @@ class JTPTagger:
                 image, mask, batch_size=batch_size or None, on_progress=progress_reporter(len(image))
             )
         options = _tag_options(tag_options, **widgets)
-        results = tag_results(probs, tagger.tags, options)
+        results = tag_results(probs, tagger.labels, options)
         texts = [result.text for result in results]
         scores = [json.dumps(result.scores) for result in results]
         # the tag view on the node: per image, the kept tags as [tag, score, category] by score

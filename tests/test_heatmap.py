@@ -380,7 +380,8 @@ def test_example_workflow_matches_the_nodes(comfy):
     assert set(ours) == {"JTPModelLoader", "JTPTagHeatmap"}
     assert {"LoadImage", "MaskPreview", "PreviewImage"} <= {node["type"] for node in nodes.values()}
     for type_name, node in ours.items():
-        spec = pack.NODE_CLASS_MAPPINGS[type_name].INPUT_TYPES()["required"]
+        types = pack.NODE_CLASS_MAPPINGS[type_name].INPUT_TYPES()
+        spec = {**types["required"], **types.get("optional", {})}
         widgets = [name for name, (kind, _) in spec.items()
                    if isinstance(kind, list) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN")]
         assert len(node["widgets_values"]) == len(widgets), type_name

@@ -141,6 +141,12 @@ def test_shares_the_loader_nodes_model(route, linear_checkpoint):
     assert standin.loaded == [model.patcher]  # the same model, put on its device by ComfyUI
     (again,) = pack.NODE_CLASS_MAPPINGS["JTPModelLoader"]().load("TINY_PILOT", "cpu", "fp32")
     assert again is model
+    # the frontend sends the graph's loader widgets: the same inputs find the same copy
+    widgets = {name: options.get("default") for section in pack.NODE_CLASS_MAPPINGS["JTPModelLoader"].INPUT_TYPES()
+               .values() for name, (_, options) in section.items()}
+    pack.nodes.shared_model._last_inputs = None
+    status, _ = call(routes, {"filename": "a.png", "model": {**widgets, **TINY}})
+    assert status == 200 and standin.loaded == [model.patcher, model.patcher]
 
 
 def test_waits_for_the_queue_then_gives_up_with_409(route, linear_checkpoint):

@@ -135,14 +135,17 @@ def test_grouped_output_follows_e621_order_or_the_one_given():
 def test_bad_options_are_refused_with_a_clear_message():
     with pytest.raises(ValueError, match="exclude_categories: unknown category 'specis'; known: general"):
         TagOptions(tag_table=TABLE, exclude_categories=("specis",))
-    with pytest.raises(ValueError, match="implications must be one of off, remove, add"):
+    with pytest.raises(ValueError, match="implications must be one of auto, off, remove, add, inherit"):
         TagOptions(tag_table=TABLE, implications="prune")
     with pytest.raises(ValueError, match="category_thresholds: species must be between 0 and 1"):
         TagOptions(tag_table=TABLE, category_thresholds={"species": 2})
     with pytest.raises(ValueError, match="category_max: meta must be a whole number"):
         TagOptions(tag_table=TABLE, category_max={"meta": -1})
+    needs_table = TagOptions(implications="remove", category_max={"meta": 1})  # fine for models that know tags
     with pytest.raises(ValueError, match="implications, category_max need a tag table"):
-        TagOptions(implications="remove", category_max={"meta": 1})
+        select_tags(torch.tensor([0.9]), ["solo"], needs_table)  # a JTP-1 model does not
+    with pytest.raises(ValueError, match="'inherit' is a mode of the JTP-3 / Hydra models; JTP-1 models offer"):
+        select_tags(torch.tensor([0.9]), ["solo"], TagOptions(tag_table=TABLE, implications="inherit"))
     with pytest.raises(ValueError, match="category_order is used only together with group_by_category"):
         TagOptions(tag_table=TABLE, category_order=("species",))
 

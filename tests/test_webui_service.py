@@ -54,7 +54,7 @@ def test_decode_image_rejects_with_a_4xx(text, words):
 
 def test_api_options_are_tag_options_with_checks():
     plain = {"threshold", "max_tags", "exclude", "trigger_words", "replace_underscores", "escape_parentheses",
-             "weighted", "order", "separator"}
+             "weighted", "order", "separator", "calibration", "implications"}
     assert set(_OPTION_CHECKS) == set(OPTION_FIELDS) == plain
     assert plain <= {field.name for field in dataclasses.fields(TagOptions)}
 

@@ -247,7 +247,7 @@ def _finish(job: CaptionJob, probs: torch.Tensor, tagger: Tagger, request: Capti
     options = request.options
     try:
         if job.write_caption:
-            words = format_words(select_tags(probs, tagger.tags, options), options)
+            words = format_words(select_tags(probs, tagger.labels, options), options)
             write_caption(
                 job.caption,
                 options.separator.join(words),

@@ -22,7 +22,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", default="auto", choices=DEVICES)
     group.add_argument(
         "--precision", default="auto", choices=PRECISIONS,
-        help="auto = fp32 on the CPU, fp16 on a GPU; int8 (CPU only) is faster, scores move slightly",
+        help="auto = fp32 on the CPU; on a GPU fp16 for JTP-1, bf16 for JTP-3 / Hydra; int8 (CPU only) is faster, "
+             "scores move slightly",
+    )
+    group.add_argument(
+        "--sequence-length", type=int, default=None, metavar="N",
+        help="JTP-3 / Hydra: 16x16 patches per image, 64-2048 (default 1024, as the models were made; images are "
+             "never enlarged); JTP-1 ignores it",
     )
     group.add_argument("--compile", action="store_true", help="run the model through torch.compile (opt-in)")
     group.add_argument("--batch-size", type=int, default=None, help="images per forward pass")
@@ -32,7 +38,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def add_format_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("tag selection and formatting")
     defaults = TagOptions()
-    group.add_argument("--threshold", type=float, default=defaults.threshold, help="keep scores above this")
+    group.add_argument(
+        "--threshold", type=float, default=defaults.threshold,
+        help="keep scores above this (JTP-3 / Hydra: only with --calibration off; they use calibrated thresholds)",
+    )
     group.add_argument("--max-tags", type=int, default=defaults.max_tags, help="0 = no limit")
     group.add_argument("--exclude", default="", help="comma-separated tags to drop; * wildcards allowed")
     group.add_argument("--trigger", default="", help="comma-separated words written first")
@@ -69,6 +78,7 @@ def tagger_from_args(args: argparse.Namespace):
         models_dirs=args.models_dir,
         download=not args.offline,
         compile_model=args.compile,
+        sequence_length=args.sequence_length,
     )
 
 
@@ -87,9 +97,14 @@ def run_tag(args: argparse.Namespace) -> int:
             failures += 1
             print(f"error: {result.path}: {result.error}", file=sys.stderr)
             continue
-        tagged = tag_result(result.probs, tagger.tags, options)
+        tagged = tag_result(result.probs, tagger.labels, options)
         if args.json:
-            print(json.dumps({"path": str(result.path), "tags": tagged.text, "scores": tagged.scores}), flush=True)
+            record = {"path": str(result.path), "tags": tagged.text, "scores": tagged.scores}
+            if tagger.labels.rules == "jtp3":  # JTP-3's own tools show 2p - 1: give it for comparison
+                from ..tags.calibration import to_symmetric
+
+                record["symmetric_scores"] = {tag: round(to_symmetric(p), 4) for tag, p in tagged.scores.items()}
+            print(json.dumps(record), flush=True)
         elif len(paths) == 1:
             print(tagged.text, flush=True)
         else:

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ..hub.known_models import DEFAULT_TAG_TABLE
-from ..tags.tag_knowledge import IMPLICATIONS, needs_tag_table, parse_category_values
+from ..tags.tag_knowledge import ALL_IMPLICATIONS, needs_tag_table, parse_category_values
 from ..tags.tag_table import GROUP_ORDER
 
 
@@ -21,9 +21,19 @@ def add_tag_knowledge_arguments(parser: argparse.ArgumentParser) -> None:
              "downloaded there from RedRocket/JTP-3 on first use (default %(default)s)",
     )
     group.add_argument(
-        "--implications", default="off", choices=IMPLICATIONS,
-        help="remove: drop tags implied by a kept, more specific tag (wolf drops canine, mammal); "
-             "add: complete the chains, scored as their implier",
+        "--implications", default="auto", choices=ALL_IMPLICATIONS, metavar="MODE",
+        help="auto = the model's own tool's default (JTP-1: off; JTP-3 and Hydra: inherit). JTP-1 with a tag "
+             "table: remove (drop tags implied by a kept, more specific tag: wolf drops canine, mammal) or add "
+             "(complete the chains). JTP-3: inherit, constrain, remove, constrain-remove, off (applied before the "
+             "threshold, as its release does). Hydra 3.5: preserve, inherit, constrain, enforce, enforce-inherit, "
+             "enforce-constrain, enforce-remove, remove, constrain-remove, off (as the Hydra package does)",
+    )
+    group.add_argument(
+        "--calibration", default="auto", metavar="METRIC|0..1|off",
+        help="per-tag calibrated thresholds instead of --threshold, for models with validation data: auto = the "
+             "model's default (Hydra 3.5: f1.0@0.1, JTP-3: cti); a metric such as f2.0@0.1, csi, cti, j; or a "
+             "number from 0 (recall) to 1 (precision); off = use --threshold. JTP-1 models have no calibration data: "
+             "auto and off both use --threshold",
     )
     group.add_argument("--exclude-categories", default="", help="comma-separated categories to drop, e.g. meta,species")
     group.add_argument(
@@ -48,6 +58,7 @@ def tag_knowledge_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """TagOptions fields from the flags above, the tag table loaded only when some option needs it."""
     fields: dict[str, Any] = {
         "implications": args.implications,
+        "calibration": args.calibration,
         "exclude_categories": args.exclude_categories,
         "category_thresholds": parse_category_values(args.category_threshold, "--category-threshold", float),
         "category_max": parse_category_values(args.category_max, "--category-max", int),
@@ -61,3 +72,4 @@ def tag_knowledge_from_args(args: argparse.Namespace) -> dict[str, Any]:
             args.tag_table, getattr(args, "models_dir", None), download=not getattr(args, "offline", False)
         )
     return fields
+

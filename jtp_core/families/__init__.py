@@ -14,9 +14,10 @@ import torch
 from ..errors import CheckpointError
 from .base import Labels, LoadedModel, ModelFamily, ModelInput, ModelSettings, Preprocessor
 from .header import CheckpointHeader, read_header
+from .hydra import HYDRA
 from .pilot import PILOT
 
-FAMILIES: tuple[ModelFamily, ...] = (PILOT,)
+FAMILIES: tuple[ModelFamily, ...] = (PILOT, HYDRA)
 
 
 def family_of(header: CheckpointHeader) -> ModelFamily:
@@ -36,13 +37,21 @@ def load_checkpoint(
     weights: Path,
     side_files: Mapping[str, Path] | None = None,
     device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = torch.float32,
     settings: ModelSettings | None = None,
+    runs_on: torch.device | str | None = None,
 ) -> LoadedModel:
-    """Read the header, pick the family, and load the model strictly (safetensors only, never unpickled)."""
+    """Read the header, pick the family, and load the model strictly (safetensors only, never unpickled).
+
+    ``dtype=None`` lets the family choose for the device the model will run on (``runs_on``, default ``device``;
+    ComfyUI loads onto the CPU what later runs on the GPU).
+    """
     header = read_header(weights)
     family = family_of(header)
-    return family.load(header, dict(side_files or {}), torch.device(device), dtype, settings or ModelSettings())
+    device = torch.device(device)
+    if dtype is None:
+        dtype = family.auto_dtype(torch.device(runs_on) if runs_on is not None else device)
+    return family.load(header, dict(side_files or {}), device, dtype, settings or ModelSettings())
 
 
 __all__ = [

@@ -9,7 +9,7 @@ its patch sequence to the sequence length). ``family.forward(model, batch)`` ret
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,14 +37,35 @@ def _stack(tensors: list[torch.Tensor], pin_memory: bool) -> torch.Tensor:
     return torch.stack(tensors, out=out)
 
 
-@dataclass(frozen=True)
+# Which RedRocket tool's rules turn a model's probabilities into tags (see tags/selection.py):
+# "jtp1" PILOT's demo (p > threshold, the project's table-based implications), "jtp3" the JTP-3 release
+# (implications applied before the threshold, p >= threshold), "hydra" the Hydra package (decide first).
+RULES = ("jtp1", "jtp3", "hydra")
+
+
+@dataclass(eq=False)
 class Labels:
-    """A model's outputs: tag names in output order (e621 spelling) and what the file says about them."""
+    """A model's outputs: tag names in output order (e621 spelling) and what its files say about them."""
 
     tags: list[str]
-    categories: list[str] | None = None  # category name per output, when the file carries them
-    implications: Mapping[str, tuple[str, ...]] | None = None  # direct implications, when the file carries them
+    categories: list[str] | None = None  # category name per output, when the files carry them
+    implications: Mapping[str, tuple[str, ...]] | None = None  # implied tags per tag, when the files carry them
     validation: torch.Tensor | None = None  # [tags, thresholds, 4] validation counts (TP, FP, TN, FN), if any
+    validation_csv: Path | None = None  # JTP-3's per-tag validation rows, for calibrated thresholds
+    rules: str = "jtp1"
+    _cache: dict[Any, Any] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.rules not in RULES:
+            raise ValueError(f"rules must be one of {', '.join(RULES)}; got {self.rules!r}")
+        if self.categories is not None and len(self.categories) != len(self.tags):
+            raise ValueError(f"{len(self.categories)} categories for {len(self.tags)} tags")
+
+    def cached(self, key: Any, make: Callable[[], Any]) -> Any:
+        """Derived data (implication graph, calibrated thresholds, lookups) computed once per model."""
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
 
 
 class Preprocessor(Protocol):
@@ -85,8 +106,8 @@ class ModelFamily(ABC):
     name: str
     # RedRocket's own code: PILOT's demo keeps p > threshold, the Hydra tools keep p >= threshold
     inclusive_threshold: bool = False
-    # top-level modules after the backbone: kept in float for int8, run in fp32 with gradients for heatmaps
-    head_modules: tuple[str, ...] = ()
+    # top-level modules int8 leaves in float: the heads (they set the scores and heatmaps need their gradients)
+    float_modules: tuple[str, ...] = ()
 
     @abstractmethod
     def recognizes(self, header: CheckpointHeader) -> bool:
@@ -106,6 +127,10 @@ class ModelFamily(ABC):
     @abstractmethod
     def forward(self, model: nn.Module | Any, batch: ModelInput) -> torch.Tensor:
         """A batch of model inputs (on the model's device) → probabilities [B, tags]."""
+
+    def auto_dtype(self, device: torch.device) -> torch.dtype:
+        """The precision "auto" picks: fp32 on the CPU, fp16 on a GPU (as RedRocket's JTP-1 demo runs)."""
+        return torch.float32 if device.type == "cpu" else torch.float16
 
     def describe(self, loaded: LoadedModel) -> str:
         return f"{self.name} ({loaded.variant}, {len(loaded.labels.tags)} tags)"

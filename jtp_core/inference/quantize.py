@@ -19,14 +19,14 @@ from torch import nn
 from ..errors import JTPError
 
 
-def quantize_int8(model: nn.Module, head_modules: tuple[str, ...]) -> nn.Module:
+def quantize_int8(model: nn.Module, float_modules: tuple[str, ...]) -> nn.Module:
     """Quantize every plain ``nn.Linear`` of the backbone to dynamic int8, in place; CPU only.
 
     The classifier head stays in float: it is ~3% of the compute and sets the scores directly.
     """
     if next(model.parameters()).device.type != "cpu":
         raise JTPError("int8 precision runs on the CPU only; use fp16 or bf16 on a GPU")
-    names = {name for name, module in model.named_modules() if _is_backbone_linear(name, module, head_modules)}
+    names = {name for name, module in model.named_modules() if _is_backbone_linear(name, module, float_modules)}
     if not names:
         return model
     try:
@@ -49,9 +49,9 @@ def is_quantized(model: nn.Module) -> bool:
     return False
 
 
-def _is_backbone_linear(name: str, module: nn.Module, head_modules: tuple[str, ...]) -> bool:
+def _is_backbone_linear(name: str, module: nn.Module, float_modules: tuple[str, ...]) -> bool:
     # the attention-pool head stays float too: it is a small share of the compute, and heatmaps need its gradient
-    return type(module) is nn.Linear and name.split(".")[0] not in head_modules
+    return type(module) is nn.Linear and name.split(".")[0] not in float_modules
 
 
 def _quantize_with_torchao(model: nn.Module, names: set[str]) -> nn.Module:

@@ -161,6 +161,7 @@ def load_tagger(
     download: bool = True,
     compile_model: bool = False,
     sequence_length: int | None = None,
+    runs_on: str | torch.device | None = None,
 ) -> Tagger:
     """Resolve (and if needed download) a model by name or folder, and load it onto a device.
 
@@ -171,7 +172,8 @@ def load_tagger(
     """
     files = resolve_model(model, models_dirs=models_dirs, download=download)
     return load_tagger_from_files(
-        files, device=device, precision=precision, compile_model=compile_model, sequence_length=sequence_length
+        files, device=device, precision=precision, compile_model=compile_model, sequence_length=sequence_length,
+        runs_on=runs_on,
     )
 
 
@@ -181,21 +183,26 @@ def load_tagger_from_files(
     precision: str = "auto",
     compile_model: bool = False,
     sequence_length: int | None = None,
+    runs_on: str | torch.device | None = None,
 ) -> Tagger:
+    """Load model files onto ``device``; with precision "auto" the family picks the dtype for ``runs_on`` (the
+    device the model will run on, when it is loaded elsewhere first; default ``device``)."""
     target = pick_device(device)
+    runs_on = pick_device(runs_on) if runs_on is not None else target
     loaded = load_checkpoint(
         files.weights,
         files.side_files,
         device=target,
-        dtype=pick_dtype(precision, target),
+        dtype=None if precision == "auto" else pick_dtype(precision, runs_on),
         settings=ModelSettings(sequence_length=sequence_length),
+        runs_on=runs_on,
     )
     if target.type == "cpu":
         fit_cpu_threads()
     if precision == "int8":
         from .quantize import quantize_int8
 
-        quantize_int8(loaded.model, loaded.family.head_modules)
+        quantize_int8(loaded.model, loaded.family.float_modules)
     return Tagger.from_loaded(loaded, name=files.name, compile_model=compile_model)
 
 

@@ -22,12 +22,15 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .implications import HYDRA_MODES, JTP3_MODES, SUBCATEGORIES
 from .tag_table import CATEGORIES, GROUP_ORDER, tag_key
 
 if TYPE_CHECKING:
     from .postprocess import TagOptions
 
-IMPLICATIONS = ("off", "remove", "add")
+IMPLICATIONS = ("off", "remove", "add")  # the modes of JTP-1 models, which need a tag table
+# every mode a TagOptions may name; which ones apply depends on the model (tags/selection.py)
+ALL_IMPLICATIONS: tuple[str, ...] = tuple(dict.fromkeys(("auto", *IMPLICATIONS, *JTP3_MODES, *HYDRA_MODES)))
 
 
 def _float32(value: float) -> float:
@@ -60,25 +63,28 @@ class CategoryMap(Mapping[str, Any]):
         return repr(self._values)
 
 
-def check_category(name: str, field: str) -> str:
+def check_category(name: str, field: str, known: tuple[str, ...] = CATEGORIES) -> str:
     category = str(name).strip().lower()
-    if category not in CATEGORIES:
-        raise ValueError(f"{field}: unknown category {name!r}; known: {', '.join(CATEGORIES)}")
+    if category not in known:
+        raise ValueError(f"{field}: unknown category {name!r}; known: {', '.join(known)}")
     return category
 
 
-def _category_names(names: str | Sequence[str], field: str) -> tuple[str, ...]:
+def _category_names(names: str | Sequence[str], field: str, known: tuple[str, ...] = CATEGORIES) -> tuple[str, ...]:
     """('species', 'Meta') or 'species, meta' → ('species', 'meta'), checked, without repeats."""
     if isinstance(names, str):
         names = [name for name in re.split(r"[,\n]", names) if name.strip()]
-    return tuple(dict.fromkeys(check_category(name, field) for name in names))
+    return tuple(dict.fromkeys(check_category(name, field, known) for name in names))
 
 
 def normalized_fields(options: TagOptions) -> dict[str, Any]:
     """The tag-knowledge fields of ``options`` checked and in canonical form; ValueError names a bad one."""
-    if options.implications not in IMPLICATIONS:
-        raise ValueError(f"implications must be one of {', '.join(IMPLICATIONS)}; got {options.implications!r}")
-    exclude = _category_names(options.exclude_categories, "exclude_categories")
+    if options.implications not in ALL_IMPLICATIONS:
+        raise ValueError(
+            f"implications must be one of {', '.join(ALL_IMPLICATIONS)}; got {options.implications!r}"
+        )
+    # the Hydra models also know the subcategories rating (safe/questionable/explicit) and color
+    exclude = _category_names(options.exclude_categories, "exclude_categories", (*CATEGORIES, *SUBCATEGORIES))
     thresholds = {}
     for name, value in dict(options.category_thresholds).items():
         if not 0.0 <= float(value) <= 1.0:
@@ -98,25 +104,55 @@ def normalized_fields(options: TagOptions) -> dict[str, Any]:
         "category_max": CategoryMap(limits),
         "category_order": order,
     }
+    return fields
+
+
+def needs_tag_table(fields: Mapping[str, Any]) -> bool:
+    """Whether TagOptions fields (as given, before checking) turn on anything that reads a tag table for a model
+    that carries no categories or implications of its own (JTP-1)."""
+    return fields.get("implications", "auto") in ("remove", "add") or any(
+        fields.get(name) for name in ("exclude_categories", "category_thresholds", "category_max", "group_by_category")
+    )
+
+
+def check_table_for(options: TagOptions) -> None:
+    """JTP-1 models know nothing of e621's categories and implications: the options that use them need a table."""
     wanted = [name for name, on in (
-        ("implications", options.implications != "off"),
-        ("exclude_categories", bool(exclude)),
-        ("category_thresholds", bool(thresholds)),
-        ("category_max", bool(limits)),
+        ("implications", options.implications in ("remove", "add")),
+        ("exclude_categories", bool(options.exclude_categories)),
+        ("category_thresholds", bool(options.category_thresholds)),
+        ("category_max", bool(options.category_max)),
         ("group_by_category", options.group_by_category),
     ) if on]
     if wanted and options.tag_table is None:
         raise ValueError(
             f"{', '.join(wanted)} need a tag table (tag_table=load_tag_table('jtp-3-hydra-tags.csv') or a CSV path)"
         )
-    return fields
+    if options.implications not in ("auto", *IMPLICATIONS):
+        raise ValueError(
+            f"implications {options.implications!r} is a mode of the JTP-3 / Hydra models; JTP-1 models offer "
+            f"{', '.join(IMPLICATIONS)}"
+        )
 
 
-def needs_tag_table(fields: Mapping[str, Any]) -> bool:
-    """Whether TagOptions fields (as given, before checking) turn on anything that reads the tag table."""
-    return fields.get("implications", "off") != "off" or any(
-        fields.get(name) for name in ("exclude_categories", "category_thresholds", "category_max", "group_by_category")
-    )
+def limit_per_category(selected: Selected, limits: Mapping[str, int], category_of: Callable[[str], str]) -> Selected:
+    """At most ``limits[category]`` tags of each category, the first ones met (``selected`` is best first)."""
+    counts: Counter[str] = Counter()
+    kept = []
+    for tag, score in selected:
+        category = category_of(tag)
+        if category in limits and counts[category] >= limits[category]:
+            continue
+        counts[category] += 1
+        kept.append((tag, score))
+    return kept
+
+
+def group_by_category(selected: Selected, first: Sequence[str], category_of: Callable[[str], str]) -> Selected:
+    """The categories in ``first``, then e621's sidebar order; the order within a category is kept."""
+    order = tuple(first) + tuple(name for name in GROUP_ORDER if name not in first)
+    rank = {name: index for index, name in enumerate(order)}
+    return sorted(selected, key=lambda item: rank.get(category_of(item[0]), len(rank)))
 
 
 def parse_category_values(text: str | Mapping[str, Any] | None, field: str, cast: Callable[[str], Any]) -> dict:
@@ -177,10 +213,7 @@ class TagKnowledge:
     def grouped(self, selected: Selected) -> Selected:
         if not self.options.group_by_category:
             return selected
-        first = self.options.category_order
-        order = first + tuple(name for name in GROUP_ORDER if name not in first)
-        rank = {name: index for index, name in enumerate(order)}
-        return sorted(selected, key=lambda item: rank[self.category(item[0])])  # stable: keeps order within
+        return group_by_category(selected, self.options.category_order, self.category)
 
     def _remove_implied(self, selected: Selected) -> Selected:
         kept = {tag_key(tag) for tag, _ in selected}
@@ -210,14 +243,5 @@ class TagKnowledge:
         return sorted(placed.values(), key=lambda item: -item[1])  # stable: ties keep implier, then its chain
 
     def _limit_categories(self, selected: Selected) -> Selected:
-        limits = self.options.category_max
-        counts: Counter[str] = Counter()
-        kept = []
-        for tag, score in selected:
-            category = self.category(tag)
-            if category in limits and counts[category] >= limits[category]:
-                continue
-            counts[category] += 1
-            kept.append((tag, score))
-        return kept
+        return limit_per_category(selected, self.options.category_max, self.category)
 

@@ -44,7 +44,7 @@ class PilotPreprocessor:
 class PilotFamily(ModelFamily):
     name = "pilot"
     inclusive_threshold = False  # the PILOT demo keeps scores strictly above the threshold
-    head_modules = HEAD_MODULES
+    float_modules = HEAD_MODULES
 
     def recognizes(self, header: CheckpointHeader) -> bool:
         shapes = header.shapes
