@@ -9,8 +9,16 @@ import torch
 
 from ..jtp_core import TagOptions
 from ..jtp_core.tags.prompt_check import PromptChecker, best_index, parse_aliases
+from ..jtp_core.tags.selection import tag_thresholds
 from .comfy_host import JTPModel, progress_reporter
-from .inputs import CATEGORY, batch_size_input, jtp_model_input, tag_options_input, transparency_input
+from .inputs import (
+    CATEGORY,
+    batch_size_input,
+    calibration_input,
+    jtp_model_input,
+    tag_options_input,
+    transparency_input,
+)
 from .shared_model import RUN_LOCK
 
 UI_KEY = "jtp_check"  # ui[UI_KEY] = one check per image (see ImageCheck.as_dict), plus "best"
@@ -52,7 +60,8 @@ class JTPPromptCheck:
                 }),
                 "threshold": ("FLOAT", {
                     "default": TagOptions().threshold, "min": 0.0, "max": 1.0, "step": 0.01,
-                    "tooltip": "A tag counts as seen when its score is above this (JTP-3 family: at or above).",
+                    "tooltip": "A tag counts as seen when its score is above this (JTP-3 family: at or above), "
+                               "unless calibration gives JTP-3 / Hydra models per-tag thresholds.",
                 }),
                 "negative_penalty": ("FLOAT", {
                     "default": 1.0, "min": 0.0, "max": 10.0, "step": 0.05,
@@ -74,6 +83,7 @@ class JTPPromptCheck:
                 }),
                 "mask": transparency_input(),
                 "tag_options": tag_options_input(),
+                "calibration": calibration_input(),
             },
         }
 
@@ -89,14 +99,18 @@ class JTPPromptCheck:
         aliases: str = "",
         mask: torch.Tensor | None = None,
         tag_options: dict[str, Any] | None = None,
+        calibration: str = "auto",
     ):
         tag_table = (tag_options or {}).get("tag_table")
         with RUN_LOCK:
             tagger = jtp_model.ready()
+            # the tagger's own thresholds: calibrated per tag for JTP-3 / Hydra (calibration), else `threshold`
+            options = TagOptions(threshold=threshold, calibration=calibration or "auto")
             checker = PromptChecker(
                 prompt, tagger.tags, negative_prompt=negative_prompt, threshold=threshold,
                 inclusive=bool(getattr(tagger.family, "inclusive_threshold", False)),
                 negative_penalty=negative_penalty, tag_table=tag_table, aliases=parse_aliases(aliases),
+                thresholds=tag_thresholds(tagger.labels, options),
             )
             probs = tagger.predict_image_tensor(
                 image, mask, batch_size=batch_size or None, on_progress=progress_reporter(len(image))

@@ -149,3 +149,42 @@ def test_prompt_check_aliases_widget():
     assert parse_aliases("kitty=domestic_cat, doggo -> canine\n") == {"kitty": "domestic_cat", "doggo": "canine"}
     with pytest.raises(ValueError, match="alias=tag"):
         parse_aliases("kitty")
+
+
+def test_per_tag_thresholds_replace_the_single_one():
+    limits = torch.full((len(TAGS),), 0.5, dtype=torch.float64)
+    limits[TAGS.index("solo")] = 0.95  # a calibrated, stricter threshold
+    limits[TAGS.index("female")] = float("inf")  # never qualifies
+    checker = PromptChecker("anthro, solo, female", TAGS, threshold=0.1, thresholds=limits, inclusive=True)
+    check = checker.check(probs(anthro=0.5, solo=0.9, female=0.99))
+    assert [c.tag for c in check.seen] == ["anthro"]  # 0.5 >= 0.5 (inclusive); solo 0.9 < 0.95
+    assert sorted(c.tag for c in check.missing) == ["female", "solo"]
+
+
+def test_prompt_check_node_on_a_hydra_model_uses_its_rule_and_calibration(comfy):
+    from hydra_checkpoints import write_hydra_checkpoint
+
+    from jtp_core.tags.calibration import DEFAULT_METRIC, thresholds_from_validation
+
+    standin, pack = comfy
+    write_hydra_checkpoint(standin.models_dir / "jtp" / "TINY_H35" / "tiny-hydra.safetensors", "rr_hydra2", 12, seed=6)
+    (model,) = pack.NODE_CLASS_MAPPINGS["JTPModelLoader"]().load("TINY_H35", "cpu", "fp32", 256)
+    tagger = model.tagger
+    images = torch.rand(2, 48, 40, 3)
+    probs_ = tagger.predict_image_tensor(images)
+    prompt = "canine, solo, (fox:2), blue eyes"
+    keys = ["canine", "solo", "fox", "blue_eyes"]
+    weights_ = [1.0, 1.0, 2.0, 1.0]
+    node = pack.NODE_CLASS_MAPPINGS["JTPPromptCheck"]()
+    threshold = float(probs_[0, tagger.tags.index("solo")])  # exactly a score: Hydra's rule keeps p >= t
+
+    _, _, fixed, *_ = node.check(model, images, prompt, threshold, 1.0, 0, calibration="off")["result"]
+    for i in range(2):
+        seen = [float(probs_[i, tagger.tags.index(k)]) >= threshold for k in keys]
+        assert fixed[i] == pytest.approx(sum(w for w, s in zip(weights_, seen, strict=True) if s) / 5)
+
+    limits = thresholds_from_validation(tagger.labels.validation, DEFAULT_METRIC).double()
+    _, _, calibrated, *_ = node.check(model, images, prompt, threshold, 1.0, 0, calibration="auto")["result"]
+    for i in range(2):
+        seen = [float(probs_[i, tagger.tags.index(k)]) >= float(limits[tagger.tags.index(k)]) for k in keys]
+        assert calibrated[i] == pytest.approx(sum(w for w, s in zip(weights_, seen, strict=True) if s) / 5)

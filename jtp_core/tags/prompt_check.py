@@ -195,8 +195,11 @@ class PromptChecker:
         negative_penalty: float = 1.0,
         tag_table: TagTable | None = None,
         aliases: Mapping[str, str] | None = None,
+        thresholds: torch.Tensor | None = None,
     ) -> None:
         self.threshold = threshold
+        # per-tag thresholds [C] (calibrated, JTP-3 / Hydra) instead of the single threshold; inf = never seen
+        self.thresholds = None if thresholds is None else thresholds.detach().double().cpu()
         self.inclusive = inclusive  # Hydra family keeps p >= t, PILOT p > t
         self.negative_penalty = negative_penalty
         self._index = {tag_key(tag): i for i, tag in enumerate(model_tags)}
@@ -219,13 +222,14 @@ class PromptChecker:
                 return TagCheck(text=tag.text, tag=self._model_tags[self._index[key]], weight=tag.weight, score=None)
         return TagCheck(text=tag.text, tag=None, weight=tag.weight, score=None)
 
-    def _score(self, probs: torch.Tensor, tag: str) -> float:
+    def _score(self, probs: torch.Tensor, tag: str) -> tuple[float, bool]:
+        """(best probability of the tag or a tag implying it, whether any of them passes its threshold)."""
         index = self._index[tag_key(tag)]
         candidates = [index, *self._implied_by.get(index, ())]
-        return float(probs[candidates].max())
-
-    def _sees(self, score: float) -> bool:
-        return score >= self.threshold if self.inclusive else score > self.threshold
+        scores = probs[candidates].double()
+        limits = self.thresholds[candidates] if self.thresholds is not None else torch.full_like(scores, self.threshold)
+        passes = scores >= limits if self.inclusive else scores > limits
+        return float(scores.max()), bool(passes.any())
 
     def check(self, probs: torch.Tensor) -> ImageCheck:
         """One image's probabilities [tags] → its check."""
@@ -234,14 +238,14 @@ class PromptChecker:
         for check in self.positive:
             if check.tag is None:
                 continue
-            scored = TagCheck(check.text, check.tag, check.weight, self._score(probs, check.tag))
-            (seen if self._sees(scored.score) else missing).append(scored)
+            score, passes = self._score(probs, check.tag)
+            (seen if passes else missing).append(TagCheck(check.text, check.tag, check.weight, score))
         for check in self.negative:
             if check.tag is None:
                 continue
-            scored = TagCheck(check.text, check.tag, check.weight, self._score(probs, check.tag))
-            if self._sees(scored.score):
-                unwanted.append(scored)
+            score, passes = self._score(probs, check.tag)
+            if passes:
+                unwanted.append(TagCheck(check.text, check.tag, check.weight, score))
         total = sum(check.weight for check in seen + missing)
         if total > 0:
             share = sum(check.weight for check in seen) / total
