@@ -360,3 +360,26 @@ def test_example_workflow_loads_with_its_widget_values(ui, name):
         assert got["type"] == node["type"]
         assert got["values"] == pytest.approx(node["widgets_values"]), f"{name}: {node['type']}"
     ui.shot(f"example-{name.removesuffix('.json')}")
+
+
+def test_right_click_tag_with_jtp_on_a_preview_image(ui):
+    """An output image (type temp, known from the node's own preview) — not only LoadImage's input file."""
+    if not ui.js("() => typeof app.collectNodeMenuItems === 'function'"):
+        pytest.skip("this frontend has no getNodeMenuItems hook (the menu item needs a newer frontend)")
+    ui.build(f"""
+        const load = add("LoadImage", 40, 80); set(load, "image", "{IMAGE}");
+        const preview = add("PreviewImage", 420, 80); load.connect(0, preview, 0);
+    """)
+    ui.run_and_wait(".jtp-view, canvas")  # PreviewImage shows its image once the prompt ran
+    ui.page.wait_for_function("() => (app.nodeOutputs?.['2']?.images?.length ?? 0) > 0"
+                              " || (app.graph.getNodeById(2).imgs?.length ?? 0) > 0", timeout=30000)
+    found = ui.js("async () => (await import('/extensions/jtp-tagger/jtp_tag_view.js'))"
+                  ".imageOfNode(app.graph.getNodeById(2))")
+    assert found and found["type"] == "temp", found
+    x, y = ui.screen_point_of_node(2)
+    ui.page.mouse.click(x, y, button="right")
+    item = ui.page.get_by_text("Tag with JTP", exact=True)
+    item.first.wait_for(timeout=10000)
+    item.first.click()
+    ui.page.wait_for_selector("#jtp-tag-dialog .jtp-chip", timeout=60000)
+    ui.shot("dialog-preview-image")

@@ -369,6 +369,8 @@ async function tagNodeImage(node) {
   const targets = promptTargets();
   const select = el("select", { className: "jtp-target" });
   targets.forEach(([n, w], i) => select.append(el("option", { value: String(i), textContent: `#${n.id} ${n.title} · ${w.name}` })));
+  if (!targets.length) select.append(el("option", { textContent: "no text node in the graph", disabled: true }));
+  select.disabled = !targets.length;
   const send = el("button", { textContent: "Send to", className: "jtp-send", disabled: !targets.length,
     title: targets.length ? "Replace that node's text with these tags" : "No text/prompt node in the graph" });
   send.onclick = () => {
