@@ -3,6 +3,7 @@
 from .caption_nodes import JTPCaptionFolder, JTPLoadImagesFromFolder, JTPSaveCaptions
 from .heatmap_node import JTPTagHeatmap
 from .model_loader import JTPModelLoader
+from .prompt_check import JTPPromptCheck
 from .tag_options_node import JTPTagOptions
 from .tagger import JTPTagger
 
@@ -14,6 +15,7 @@ NODE_CLASS_MAPPINGS = {
     "JTPCaptionFolder": JTPCaptionFolder,
     "JTPLoadImagesFromFolder": JTPLoadImagesFromFolder,
     "JTPSaveCaptions": JTPSaveCaptions,
+    "JTPPromptCheck": JTPPromptCheck,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -24,4 +26,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "JTPCaptionFolder": "JTP Caption Folder",
     "JTPLoadImagesFromFolder": "JTP Load Images From Folder",
     "JTPSaveCaptions": "JTP Save Captions",
+    "JTPPromptCheck": "JTP Prompt Check",
 }

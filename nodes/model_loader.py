@@ -5,8 +5,9 @@ from __future__ import annotations
 from ..jtp_core import DEFAULT_MODEL, available_models
 from ..jtp_core.families.hydra.family import DEFAULT_SEQUENCE_LENGTH, MAX_SEQUENCE, MIN_SEQUENCE
 from ..jtp_core.inference.devices import DEVICES, PRECISIONS
-from .comfy_host import JTPModel, load_jtp_model, model_dirs
+from .comfy_host import JTPModel, model_dirs
 from .inputs import CATEGORY, JTP_MODEL
+from .shared_model import get_jtp_model
 
 
 class JTPModelLoader:
@@ -51,4 +52,5 @@ class JTPModelLoader:
     def load(
         self, model: str, device: str, precision: str, sequence_length: int = DEFAULT_SEQUENCE_LENGTH
     ) -> tuple[JTPModel]:
-        return (load_jtp_model(model, device, precision, sequence_length),)
+        # shared with the right-click "Tag with JTP" route: one copy per set of inputs (see shared_model.py)
+        return (get_jtp_model(model=model, device=device, precision=precision, sequence_length=sequence_length),)

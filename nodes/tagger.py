@@ -18,6 +18,8 @@ from .inputs import (
     transparency_input,
 )
 from .inputs import tag_options as _tag_options
+from .shared_model import RUN_LOCK
+from .tag_view import UI_KEY, category_lookup, tag_rows
 
 
 class JTPTagger:
@@ -59,11 +61,16 @@ class JTPTagger:
         tag_options: dict | None = None,
         **widgets,
     ):
-        tagger = jtp_model.ready()
-        probs = tagger.predict_image_tensor(
-            image, mask, batch_size=batch_size or None, on_progress=progress_reporter(len(image))
-        )
-        results = tag_results(probs, tagger.labels, _tag_options(tag_options, **widgets))
+        with RUN_LOCK:  # not at the same time as a right-click "Tag with JTP" (see shared_model.py)
+            tagger = jtp_model.ready()
+            probs = tagger.predict_image_tensor(
+                image, mask, batch_size=batch_size or None, on_progress=progress_reporter(len(image))
+            )
+        options = _tag_options(tag_options, **widgets)
+        results = tag_results(probs, tagger.labels, options)
         texts = [result.text for result in results]
         scores = [json.dumps(result.scores) for result in results]
-        return {"ui": {"text": texts}, "result": (texts, scores)}
+        # the tag view on the node: per image, the kept tags as [tag, score, category] by score
+        category = category_lookup(tagger, options.tag_table)
+        rows = [tag_rows(result.scores, category) for result in results]
+        return {"ui": {"text": texts, UI_KEY: rows}, "result": (texts, scores)}

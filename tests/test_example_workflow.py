@@ -19,7 +19,9 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 # Core nodes the examples may use, with their output types (ComfyUI itself is not importable in the tests).
 CORE_OUTPUTS = {
     "LoadImage": ["IMAGE", "MASK"], "RepeatImageBatch": ["IMAGE"],
-    "PreviewAny": [], "PreviewImage": [], "MaskPreview": [], "Note": [],
+    "PreviewAny": [], "PreviewImage": [], "MaskPreview": [], "Note": [], "SaveImage": [],
+    "CheckpointLoaderSimple": ["MODEL", "CLIP", "VAE"], "CLIPTextEncode": ["CONDITIONING"],
+    "EmptyLatentImage": ["LATENT"], "KSampler": ["LATENT"], "VAEDecode": ["IMAGE"],
 }
 
 
@@ -28,7 +30,8 @@ def _widget_specs(node_class) -> list[tuple[str, object, dict]]:
     spec = node_class.INPUT_TYPES()
     inputs = {**spec.get("required", {}), **spec.get("optional", {})}
     return [
-        (name, kind, opts) for name, (kind, opts) in inputs.items() if isinstance(kind, list) or kind in WIDGET_TYPES
+        (name, kind, opts) for name, (kind, opts) in inputs.items()
+        if (isinstance(kind, list) or kind in WIDGET_TYPES) and not opts.get("forceInput")  # forceInput: a socket
     ]
 
 
@@ -51,6 +54,12 @@ def _load(path: Path) -> dict:
 
 def test_there_is_an_example_workflow():
     assert any(path.name == "jtp_tag_image.json" for path in WORKFLOWS)
+
+
+def test_every_node_has_an_example_workflow(comfy):
+    _, pack = comfy
+    shown = {node["type"] for path in WORKFLOWS for node in _load(path)["nodes"]}
+    assert set(pack.NODE_CLASS_MAPPINGS) - shown == set()
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)

@@ -1,4 +1,4 @@
-// Shows a JTP node's text output on the node after it runs: the tags (JTP Tagger), the scores (JTP Tag
+// Shows a JTP node's text output on the node after it runs (JTP Tagger has its own tag view, jtp_tag_view.js): the scores (JTP Tag
 // Heatmap), the summary (JTP Caption Folder, JTP Save Captions).
 //
 // The node returns {"ui": {"text": [one string per image]}}; ComfyUI hands that to the node's
@@ -9,7 +9,7 @@
 import { app } from "../../scripts/app.js";
 import { ComfyWidgets } from "../../scripts/widgets.js";
 
-const NODE_NAMES = new Set(["JTPTagger", "JTPTagHeatmap", "JTPCaptionFolder", "JTPSaveCaptions"]);
+const NODE_NAMES = new Set(["JTPTagHeatmap", "JTPCaptionFolder", "JTPSaveCaptions"]);
 const DISPLAY_NAME = "shown_text";
 const PLACEHOLDER = "The result appears here after the node runs.";
 
