@@ -115,6 +115,22 @@ def test_path_and_name_in_models_dir_resolve_without_network(tmp_path, offline_h
     assert list_tag_tables([models]) == [DEFAULT_TAG_TABLE, "mine.csv"]
 
 
+def test_table_downloaded_with_jtp3_is_used_offline(tmp_path, monkeypatch):
+    """The loader puts RedRocket/JTP-3's data/jtp-3-hydra-tags.csv in models/jtp/JTP_3_HYDRA/ (the real layout);
+    JTP Tag Options names the same file: found there offline instead of an error (online: no second download)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    models = tmp_path / "models"
+    (models / "JTP_3_HYDRA").mkdir(parents=True)
+    (models / "JTP_3_HYDRA" / "jtp-3-hydra-tags.csv").write_text(CANIDS)
+    (models / "MY_MODEL").mkdir()
+    (models / "MY_MODEL" / "jtp-3-hydra-tags.csv").write_text("tag,category,implications\n")  # not that file
+    assert resolve_tag_table("jtp-3-hydra-tags.csv", [tmp_path / "other", models]) == (
+        models / "JTP_3_HYDRA" / "jtp-3-hydra-tags.csv")
+    assert load_tag_table("jtp-3-hydra-tags.csv", [models]).implied("wolf")[-1] == "mammal"
+    (models / DEFAULT_TAG_TABLE).write_text(CANIDS)  # one in the models dir itself still comes first
+    assert resolve_tag_table(DEFAULT_TAG_TABLE, [models]) == models / DEFAULT_TAG_TABLE
+
+
 def test_unknown_or_not_downloaded_table_says_what_to_do(tmp_path, offline_hub):
     with pytest.raises(TagTableError, match=r"'nope.csv' is not a file, and not one of: jtp-3-hydra-tags.csv"):
         resolve_tag_table("nope.csv", [tmp_path])

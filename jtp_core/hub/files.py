@@ -248,7 +248,8 @@ def list_tag_tables(models_dirs: list[Path]) -> list[str]:
 
 
 def resolve_tag_table(table: str | Path, models_dirs: list[Path] | None = None, download: bool = True) -> Path:
-    """A tag table CSV path, or the name of one in a models dir (a known one is downloaded there if missing).
+    """A tag table CSV path, or the name of one in a models dir (a known one is also found in the folder of the
+    known model it comes with, else downloaded into the models dir).
 
     With the file present nothing touches the network.
     """
@@ -264,12 +265,25 @@ def resolve_tag_table(table: str | Path, models_dirs: list[Path] | None = None, 
     if spec is None:
         choices = ", ".join(list_tag_tables(models_dirs))
         raise TagTableError(f"tag table {name!r} is not a file, and not one of: {choices}")
+    for models_dir in models_dirs:  # the same file, downloaded with its model (JTP_3_HYDRA ships this table)
+        for model_folder in _model_folders_shipping(spec):
+            if (models_dir / model_folder / name).is_file():
+                return models_dir / model_folder / name
     if not download or hub_offline():
         raise TagTableError(
             f"{name} is not downloaded{_offline_note(download)}; put it in {models_dirs[0]} (from {spec.repo_id}, "
             f"{spec.repo_path})"
         )
     return download_tag_table(spec, models_dirs[0])
+
+
+def _model_folders_shipping(spec: TagTableSpec) -> list[str]:
+    """Folders of known models whose files include this very table (same repo, path and revision)."""
+    return [
+        model.name for model in KNOWN_MODELS.values()
+        if model.repo_id == spec.repo_id and model.revision == spec.revision
+        and any(file.repo_path == spec.repo_path and file.name == spec.name for file in model.files)
+    ]
 
 
 def download_tag_table(spec: TagTableSpec, models_dir: Path, endpoint: str | None = None) -> Path:
