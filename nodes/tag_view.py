@@ -11,15 +11,16 @@ UI_KEY = "jtp_tags"  # ui[UI_KEY] = one list of rows per image
 
 
 def category_lookup(tagger: Tagger, tag_table: TagTable | None):
-    """tag → category name or None: the tag table's when one is loaded, else the model's labels (None for PILOT,
-    whose files carry no categories: the view then shows the chips without colour)."""
+    """tag → category name or None: the model's own categories (JTP-3 / Hydra), else the tag table's when one is
+    loaded, else None (PILOT without a table: the view shows the chips without colour). The same order as the
+    tag selection's, so a chip's colour is the category that exclude_categories and grouping went by."""
+    categories = getattr(tagger.labels, "categories", None)
+    if categories:
+        by_tag = dict(zip(tagger.tags, categories, strict=False))
+        return by_tag.get
     if tag_table is not None:
         return tag_table.category
-    categories = getattr(tagger.labels, "categories", None)
-    if not categories:
-        return lambda tag: None
-    by_tag = dict(zip(tagger.tags, categories, strict=False))
-    return by_tag.get
+    return lambda tag: None
 
 
 def tag_rows(scores: Mapping[str, float], category) -> list[list]:

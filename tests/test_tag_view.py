@@ -43,3 +43,26 @@ def test_categories_come_from_the_tag_table(comfy, linear_checkpoint):
     categories = {tag: category for tag, _, category in out["ui"]["jtp_tags"][0]}
     assert categories["hi_res"] == "meta" and categories["anthro"] == "general"
     assert categories["tag_9"] == "unknown"  # not in the table
+
+
+def test_hydra_chips_show_the_categories_the_options_went_by(comfy, tmp_path):
+    """Hydra 3.5 carries its own categories; a tag table from JTP Tag Options (JTP-3's, which disagrees) must not
+    recolour the chips: the real ComfyUI showed blue_eyes as 'general' while exclude_categories went by the
+    model's 'copyright' for it."""
+    from hydra_checkpoints import labels_text, tiny_tag_names, write_hydra_checkpoint
+
+    standin, pack = comfy
+    write_hydra_checkpoint(standin.models_dir / "jtp" / "TINY_H35" / "tiny.safetensors", "rr_hydra2", 12, seed=6)
+    tags = tiny_tag_names(12)
+    model_category = {line.split(" ")[0]: line.split(" ")[1] for line in labels_text("rr_hydra2", tags).split("\n")}
+    table = TagTable(dict.fromkeys(tags, "general"), {})  # every tag 'general'
+    (model,) = pack.NODE_CLASS_MAPPINGS["JTPModelLoader"]().load("TINY_H35", "cpu", "fp32", 64)
+    node = pack.NODE_CLASS_MAPPINGS["JTPTagger"]
+    widgets = {key: opts.get("default") for key, (_, opts) in node.INPUT_TYPES()["required"].items()
+               if key not in ("jtp_model", "image")}
+    widgets.update(threshold=0.0, max_tags=0, calibration="off")
+    out = node().tag(jtp_model=model, image=torch.rand(1, 40, 56, 3), **widgets,
+                     tag_options={"tag_table": table, "exclude_categories": "copyright", "implications": "off"})
+    rows = out["ui"]["jtp_tags"][0]
+    assert {tag: category for tag, _, category in rows} == {
+        tag: category for tag, category in model_category.items() if category != "copyright"}
