@@ -6,12 +6,15 @@ stand-in for ComfyUI.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..jtp_core import Tagger, load_tagger
+from ..jtp_core.families.hydra.resize import check_max_seq
 from ..jtp_core.inference.devices import pick_device
 
 FOLDER_NAME = "jtp"
@@ -36,6 +39,14 @@ class JTPModel:
 
     tagger: Tagger
     patcher: Any  # comfy.model_patcher.ModelPatcher; None for an int8 model, which stays on the CPU
+
+    def with_sequence_length(self, sequence_length: int | None) -> JTPModel:
+        """The same weights and patcher, preprocessing for another sequence length (a NaFlex setting only)."""
+        preprocessor = self.tagger.preprocessor
+        if sequence_length and getattr(preprocessor, "max_seq", sequence_length) != sequence_length:
+            preprocessor = copy.copy(preprocessor)
+            preprocessor.max_seq = check_max_seq(sequence_length)
+        return JTPModel(tagger=dataclasses.replace(self.tagger, preprocessor=preprocessor), patcher=self.patcher)
 
     def ready(self) -> Tagger:
         """Put the model on its device (ComfyUI may have offloaded it to make room) and return the tagger."""

@@ -31,13 +31,25 @@ def get_jtp_model(**loader_inputs: Any) -> JTPModel:
     with _CACHE_LOCK:  # two loads of the same model at once would build two copies
         model = _CACHE.get(key)
         if model is None:
-            model = load_jtp_model(**loader_inputs)
+            model = _same_weights(loader_inputs) or load_jtp_model(**loader_inputs)
             _CACHE[key] = model
             while len(_CACHE) > MAX_MODELS:
                 _CACHE.popitem(last=False)
         _CACHE.move_to_end(key)
         _last_inputs = dict(loader_inputs)
         return model
+
+
+def _same_weights(loader_inputs: dict[str, Any]) -> JTPModel | None:
+    """A cached model that differs only in sequence_length, sharing its weights: that input only changes the
+    preprocessing, and loading again would hold a second copy of ~1 GB of weights (the real ComfyUI kept both)."""
+    if "sequence_length" not in loader_inputs:
+        return None
+    others = {name: value for name, value in loader_inputs.items() if name != "sequence_length"}
+    for key, model in reversed(_CACHE.items()):
+        if {name: value for name, value in key if name != "sequence_length"} == others:
+            return model.with_sequence_length(loader_inputs["sequence_length"])
+    return None
 
 
 def last_loader_inputs() -> dict[str, Any] | None:
