@@ -65,6 +65,16 @@ def _fast_jpeg_input() -> tuple[str, dict]:
     })
 
 
+def _fast_jpeg_loader_input() -> tuple[str, dict]:
+    """JTP Load Images From Folder has no model input, so its fast decode can only fit one family's size."""
+    return ("BOOLEAN", {
+        "default": False,
+        "tooltip": "Trades exactness for speed: decodes JPEGs at a reduced scale, already fitted for JTP-1 (longer "
+                   "side 384 px, as JTP Caption Folder gives them to JTP-1). Leave it off for JTP-3 / Hydra: they "
+                   "see up to 1024 patches (e.g. 512×512), so a 384 px image loses detail and changes the tags.",
+    })
+
+
 def _resolve_folder(text: str) -> Path:
     """An absolute folder, or one relative to ComfyUI's input folder."""
     text = text.strip().strip('"')
@@ -193,7 +203,7 @@ class JTPLoadImagesFromFolder:
             },
             "optional": {
                 "extensions": _extensions_input(),
-                "fast_jpeg": _fast_jpeg_input(),
+                "fast_jpeg": _fast_jpeg_loader_input(),
             },
         }
 
