@@ -61,6 +61,7 @@ def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | No
         "include_dashboard": False, "log_to_driver": True, "runtime_env": {"py_modules": [package]},
     }
     if address:
+        check_reachable(address)
         kwargs["address"] = address
     else:
         kwargs.update(num_cpus=num_cpus, num_gpus=num_gpus)
@@ -71,6 +72,24 @@ def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | No
         raise JobError(
             f"cannot connect to {where}: {error}. Start one with `ray start --head` (then --address auto), "
             "or leave out --address to run a local instance"
+        ) from error
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Ray retries an unreachable head for minutes without a word; a TCP connect says so in seconds."""
+    import socket
+
+    if address == "auto" or "://" in address and not address.startswith("ray://"):
+        return  # "auto" finds the local cluster's file and fails fast by itself
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise JobError(f"a Ray address is auto or HOST:PORT (ray://HOST:PORT for Ray Client); got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise JobError(
+            f"cannot reach the Ray cluster at {address} ({error.strerror or error}). Is `ray start --head` running "
+            "there, and is the port open? Leave out --address to run a local Ray instance instead"
         ) from error
 
 
@@ -230,7 +249,7 @@ def _read_unit(ray, unit: Unit, job: DatasetJob):
         file = Path(unit.inputs[0])
         columns = parquet_columns(job.source, job.merge, read_parquet_schema(file), file)
         wanted = [name for name in dict.fromkeys((columns.image, columns.path, columns.key, columns.caption)) if name]
-        return ray.data.read_parquet(str(file), columns=wanted)
+        return ray.data.read_parquet(str(file)).select_columns(wanted)
     raise JobError(f"unknown unit kind {unit.kind!r}")
 
 
