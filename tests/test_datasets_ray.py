@@ -88,3 +88,71 @@ def test_unreachable_cluster_is_a_clear_error(tmp_path, linear_checkpoint):
     )
     assert result.returncode == 2
     assert "cannot reach the Ray cluster at 127.0.0.1:9" in result.stderr
+
+
+def test_killed_ray_job_resumes_to_exactly_the_local_rows(tmp_path, linear_checkpoint):
+    import json
+    import signal
+    import time
+
+    from jtp_core.datasets.job import MANIFEST
+
+    write_folder(tmp_path / "ds", 18, sub=False)
+    run_local(job([tmp_path / "ds"], linear_checkpoint, tmp_path / "local", unit_size=6), progress=False)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JTP_MODELS_DIR": "/nonexistent", "RAY_DEDUP_LOGS": "0"}
+    command = [sys.executable, "-m", "jtp_core", "dataset", "caption", str(tmp_path / "ds"), "-o",
+               str(tmp_path / "ray"), "--engine", "ray", "--num-cpus", "2", "--wave-units", "1", "--unit-size", "6",
+               "--threshold", "0.5", "--model", str(linear_checkpoint), "--device", "cpu", "--offline", "--no-progress"]
+    # its own session: killing the group also kills the local Ray instance it started, as a crash would
+    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and process.poll() is None:
+            if any(p.is_dir() for p in (tmp_path / "ray" / "parts").glob("wave-*")):
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, "the Ray job ended before it could be killed"
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    done = len(json.loads((tmp_path / "ray" / MANIFEST).read_text())["done"])
+    waves = len([p for p in (tmp_path / "ray" / "parts").glob("wave-*") if p.is_dir()])
+    assert 0 <= done <= waves < 3 and waves >= 1
+    resumed = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                             start_new_session=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"{waves} done before" in resumed.stdout
+    local, ray_rows = comparable(tmp_path / "local"), comparable(tmp_path / "ray")
+    assert [r["key"] for r in ray_rows] == [r["key"] for r in local]
+    for a, b in zip(local, ray_rows, strict=True):
+        assert (a["tags"], a["caption"], a["unit"]) == (b["tags"], b["caption"], b["unit"])
+        assert a["scores"] == pytest.approx(b["scores"], abs=1e-5)
+    assert not list((tmp_path / "ray" / "_staging").iterdir())
+
+
+def test_full_disk_during_a_ray_wave_keeps_the_waves_before(tmp_path, linear_checkpoint, ray_instance, monkeypatch):
+    import errno
+    import json
+
+    from jtp_core.datasets import ray_engine
+    from jtp_core.datasets.job import MANIFEST, JobError
+
+    write_folder(tmp_path / "ds", 4, sub=False)
+    real, calls = ray_engine.fsync_dir, []
+
+    def failing(folder):  # the second wave's staging folder: simulated ENOSPC while it is being committed
+        calls.append(folder)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(folder))
+        real(folder)
+
+    monkeypatch.setattr(ray_engine, "fsync_dir", failing)
+    two_waves = job([tmp_path / "ds"], linear_checkpoint, tmp_path / "out", unit_size=2)
+    with pytest.raises(JobError, match="No space left on device. The 1 units done so far are kept"):
+        run_ray(two_waves, progress=False, wave_units=1)
+    assert len(json.loads((tmp_path / "out" / MANIFEST).read_text())["done"]) == 1
+    monkeypatch.setattr(ray_engine, "fsync_dir", real)
+    summary = run_ray(job([tmp_path / "ds"], linear_checkpoint, tmp_path / "out", unit_size=2), progress=False)
+    assert (summary.units_skipped, summary.units_done, summary.images) == (1, 1, 2)
+    assert len(comparable(tmp_path / "out")) == 4

@@ -134,10 +134,10 @@ def run_ray(
     connect(address, num_cpus)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = progress
+    started = time.perf_counter()
     plan = plan_resources(workers, job.batch_size, cpus_per_worker)
     summary.devices = plan.workers
     preprocessor = picklable_preprocessor(prepared)
-    started = time.perf_counter()
     try:
         for number, wave in enumerate(_waves(pending, wave_units)):
             _run_wave(ray, prepared, plan, preprocessor, wave, number, summary)
