@@ -79,8 +79,15 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
     """Ray retries an unreachable head for minutes without a word; a TCP connect says so in seconds."""
     import socket
 
-    if address == "auto" or "://" in address and not address.startswith("ray://"):
-        return  # "auto" finds the local cluster's file and fails fast by itself
+    if address == "auto":
+        # Ray finds the head through the file `ray start` leaves; no file: ray.init fails fast by itself
+        current = Path(os.environ.get("RAY_TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"
+        try:
+            address = current.read_text().strip().splitlines()[0]
+        except (OSError, IndexError):
+            return
+    if "://" in address and not address.startswith("ray://"):
+        return
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         raise JobError(f"a Ray address is auto or HOST:PORT (ray://HOST:PORT for Ray Client); got {address!r}")
