@@ -170,21 +170,13 @@ def check_ray_sources(prepared: PreparedJob, pending: list[Unit]) -> None:
 
 
 def picklable_preprocessor(prepared: PreparedJob):
-    """The family's preprocessor, to ship to the CPU decode tasks. A family may build it from the header alone
-    (``preprocessor_for``); otherwise the model is loaded once on the CPU here and only its preprocessor kept."""
+    """The family's preprocessor, to ship to the CPU decode tasks: built from the header alone, no weights read."""
     from ..families import family_of, read_header
     from ..families.base import ModelSettings
 
     header = read_header(prepared.files.weights)
-    family = family_of(header)
-    build = getattr(family, "preprocessor_for", None)
     settings = ModelSettings(sequence_length=prepared.job.sequence_length)
-    if build is not None:
-        return build(header, dict(prepared.files.side_files), settings)
-    from ..inference.tagger import load_tagger_from_files
-
-    tagger = load_tagger_from_files(prepared.files, device="cpu", sequence_length=prepared.job.sequence_length)
-    return tagger.preprocessor
+    return family_of(header).preprocessor_for(header, dict(prepared.files.side_files), settings)
 
 
 def _waves(pending: list[Unit], size: int):
