@@ -144,7 +144,10 @@ def test_killed_job_resumes_to_the_same_rows(tmp_path, linear_checkpoint):
     assert reference.returncode == 0, reference.stderr
     assert read_result(killed).to_pylist() == read_result(tmp_path / "ref").to_pylist()
     assert len(rows_by_key(killed)) == 60
-    assert not [path for path in killed.rglob("*") if path.name.endswith(".tmp")]
+    # what the kill interrupted may leave a hidden temp file of the killed process (never read; a later run
+    # removes it once it is 10 s old: a fresh one could be another host's write in progress); nothing else
+    left = [path.name for path in killed.rglob("*") if path.name.endswith(".tmp")]
+    assert all(name.startswith(".") and f".jtp{process.pid}." in name for name in left), left
 
 
 def test_parquet_without_the_column_is_a_clear_error(tmp_path, linear_checkpoint, capsys):

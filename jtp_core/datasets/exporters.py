@@ -20,12 +20,11 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..captioning.atomic_write import atomic_write_text
+from ..captioning.atomic_write import atomic_replace, atomic_write_text
 from ..captioning.caption_files import CaptionFileError, caption_path, normalize_extension, write_caption
 from .job import MANIFEST, JobError, part_files
 from .sources import split_member
@@ -188,26 +187,20 @@ def export_webdataset(result: Path, to: Path, member: str = "jtp") -> str:
 
 
 def _rewrite_shard(shard: Path, target: Path, rows: dict[str, dict[str, Any]], member: str) -> int:
-    descriptor, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     added = 0
-    try:
-        with open(descriptor, "wb") as handle, tarfile.open(fileobj=handle, mode="w") as out, \
-                tarfile.open(shard, mode="r|*") as source:
-            key = None
-            for info in source:
-                prefix, _ = split_member(info.name) if info.isreg() else (None, None)
-                if prefix != key and key is not None:
-                    added += _add_members(out, key, rows.get(key), member)
-                if prefix is not None:
-                    key = prefix
-                data = source.extractfile(info).read() if info.isreg() else None
-                out.addfile(info, io.BytesIO(data) if data is not None else None)
-            if key is not None:
+    with atomic_replace(target) as handle, tarfile.open(fileobj=handle, mode="w") as out, \
+            tarfile.open(shard, mode="r|*") as source:
+        key = None
+        for info in source:
+            prefix, _ = split_member(info.name) if info.isreg() else (None, None)
+            if prefix != key and key is not None:
                 added += _add_members(out, key, rows.get(key), member)
-        Path(temp).replace(target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+            if prefix is not None:
+                key = prefix
+            data = source.extractfile(info).read() if info.isreg() else None
+            out.addfile(info, io.BytesIO(data) if data is not None else None)
+        if key is not None:
+            added += _add_members(out, key, rows.get(key), member)
     return added
 
 

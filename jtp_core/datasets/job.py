@@ -19,12 +19,13 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..captioning.atomic_write import atomic_write_text
+from ..captioning.atomic_write import atomic_write_text, clean_stale_temp_files
 from ..errors import JTPError
 from ..tags.postprocess import TagOptions
 
@@ -327,6 +328,8 @@ def open_manifest(
         manifest = Manifest(output, key, settings, plan())
         manifest.save()
     manifest.parts_dir.mkdir(exist_ok=True)
+    # a run killed while writing leaves our hidden temp files (manifest, parts): never part of the result
+    clean_stale_temp_files([output, manifest.parts_dir], (".json", ".parquet"), time.time())
     manifest.reconcile()
     return manifest
 

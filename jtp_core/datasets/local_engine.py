@@ -8,9 +8,7 @@ is it marked done in the manifest.
 from __future__ import annotations
 
 import errno
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -18,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..captioning.atomic_write import atomic_replace
 from ..errors import ImageError, JTPError
 from ..families.base import ModelInput
 from ..hub.files import ModelFiles, resolve_model
@@ -214,17 +213,9 @@ def write_table_atomic(table, target: Path) -> None:
     """A Parquet file that appears complete or not at all: written beside, fsynced, renamed."""
     import pyarrow.parquet as pq
 
-    descriptor, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(descriptor)
-    try:
-        pq.write_table(table, temp)
-        with open(temp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
-        fsync_dir(target.parent)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with atomic_replace(target) as handle:
+        pq.write_table(table, handle)
+    fsync_dir(target.parent)
 
 
 def _progress_bar(total: int | None, disable: bool):
