@@ -22,7 +22,7 @@ from ..families.base import ModelInput
 from ..hub.files import ModelFiles, resolve_model
 from ..hub.known_models import KNOWN_MODELS
 from ..inference.streaming import should_pin, stream_batches
-from .job import PARTS, DatasetJob, JobError, Manifest, fsync_dir, job_settings, model_revision, open_manifest
+from .job import PARTS, DatasetJob, JobError, Manifest, Unit, fsync_dir, job_settings, model_revision, open_manifest
 from .records import Merger, RowBuilder, read_aliases, rows_to_table
 from .sources import Sample, check_existing_fits, decode_image, iter_unit, plan_units
 
@@ -70,6 +70,16 @@ class PreparedJob:
         return self.files.name
 
 
+def start_run(job: DatasetJob, engine: str, restart: bool = False) -> tuple[PreparedJob, list[Unit], RunSummary]:
+    """Open (or resume) the job, drop a killed run's unfinished work, and list what is left: both engines' start."""
+    prepared = prepare_job(job, restart=restart)
+    prepared.manifest.reset_staging()
+    pending = prepared.manifest.pending()
+    summary = RunSummary(engine, job.output, units_total=len(prepared.manifest.units))
+    summary.units_skipped = len(prepared.manifest.units) - len(pending)
+    return prepared, pending, summary
+
+
 def prepare_job(job: DatasetJob, restart: bool = False) -> PreparedJob:
     """Resolve the model files (no load), fingerprint the job, open or create its manifest."""
     _require_pyarrow()
@@ -106,12 +116,8 @@ def run_local(
 ) -> RunSummary:
     """Caption every pending unit of the job on this machine; returns what was done. ``tagger``: an already
     loaded Tagger (tests, notebooks); ``on_unit``: called after each unit is committed."""
-    prepared = prepare_job(job, restart=restart)
+    prepared, pending, summary = start_run(job, "local", restart)
     manifest = prepared.manifest
-    manifest.reset_staging()
-    pending = manifest.pending()
-    summary = RunSummary("local", job.output, units_total=len(manifest.units))
-    summary.units_skipped = len(manifest.units) - len(pending)
     if not pending:
         return summary
     if tagger is None:

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import ImageError, JTPError
 from .job import PARTS, UNITS_FILE, DatasetJob, JobError, Unit, fsync_dir, parse_existing
-from .local_engine import PreparedJob, RunSummary, prepare_job, row_builder
+from .local_engine import PreparedJob, RunSummary, row_builder, start_run
 from .records import RowBuilder, SampleInfo, rows_to_table
 from .sources import (
     folder_caption,
@@ -129,12 +129,7 @@ def run_ray(
 ) -> RunSummary:
     """Caption every pending unit of ``job`` with Ray Data; same manifest, same rows as ``run_local``."""
     ray = require_ray()
-    prepared = prepare_job(job, restart=restart)
-    manifest = prepared.manifest
-    manifest.reset_staging()
-    pending = manifest.pending()
-    summary = RunSummary("ray", job.output, units_total=len(manifest.units))
-    summary.units_skipped = len(manifest.units) - len(pending)
+    prepared, pending, summary = start_run(job, "ray", restart)
     if not pending:
         return summary
     check_ray_sources(prepared, pending)
