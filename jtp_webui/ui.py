@@ -45,6 +45,7 @@ def options_from_widgets(
     weighted: bool,
     order: str,
     separator: str,
+    calibration: str = "auto",
 ) -> TagOptions:
     return TagOptions(
         threshold=float(threshold),
@@ -56,6 +57,7 @@ def options_from_widgets(
         weighted=bool(weighted),
         order=order,
         separator=separator or ", ",
+        calibration=calibration,
     )
 
 
@@ -164,6 +166,11 @@ def build_tab(gr: Any, service: TaggerService, prompt_boxes: Mapping[str, Any] |
                     refresh = gr.Button("Refresh list", elem_id="jtp_refresh")
                 threshold = gr.Slider(0.0, 1.0, value=defaults.threshold, step=0.01, label="Threshold",
                                       elem_id="jtp_threshold")
+                calibration = gr.Textbox(
+                    value=str(defaults.calibration or "off"), elem_id="jtp_calibration",
+                    label="JTP-3 / Hydra thresholds: auto = each tag's calibrated one; off = the threshold above; "
+                          "0 (recall) … 1 (precision); or a metric such as f2.0@0.1",
+                )
                 max_tags = gr.Number(value=defaults.max_tags, precision=0, label="Max tags (0 = no limit)")
                 exclude = gr.Textbox(value=", ".join(defaults.exclude), label="Exclude tags",
                                      placeholder="comma-separated; * matches anything, e.g. *_background")
@@ -198,12 +205,15 @@ def build_tab(gr: Any, service: TaggerService, prompt_boxes: Mapping[str, Any] |
                 stop = gr.Button("Stop", elem_id="jtp_stop")
             summary = gr.Textbox(label="Summary", lines=6, interactive=False, elem_id="jtp_summary")
 
-        option_widgets = [threshold, max_tags, exclude, trigger_words, underscores, escape, weighted, order, separator]
+        option_widgets = [threshold, max_tags, exclude, trigger_words, underscores, escape, weighted, order, separator,
+                          calibration]
 
         def caption_folder(folder, output, recursive, mode, model, threshold, max_tags, exclude, trigger_words,
-                           underscores, escape, weighted, order, separator, progress=gr.Progress()):  # noqa: B008
+                           underscores, escape, weighted, order, separator, calibration,
+                           progress=gr.Progress()):  # noqa: B008
             # explicit parameters: Gradio finds the Progress parameter only among named positional ones
-            widgets = (threshold, max_tags, exclude, trigger_words, underscores, escape, weighted, order, separator)
+            widgets = (threshold, max_tags, exclude, trigger_words, underscores, escape, weighted, order, separator,
+                       calibration)
             return actions.caption(folder, output, recursive, mode, model, *widgets, progress=progress)
 
         tag_button.click(fn=user_errors(gr, actions.tag), inputs=[image, model, *option_widgets],

@@ -7,6 +7,7 @@ import json
 import torch
 
 from ..jtp_core.heatmaps import render
+from ..jtp_core.heatmaps.heatmap import METHODS as HEATMAP_METHODS
 from ..jtp_core.heatmaps.heatmap import tag_heatmaps_image_tensor
 from .comfy_host import JTPModel, progress_reporter
 from .inputs import CATEGORY, batch_size_input, jtp_model_input, transparency_input
@@ -69,6 +70,16 @@ class JTPTagHeatmap:
             },
             "optional": {
                 "mask": transparency_input(note="Not the output mask."),
+                "method": (list(HEATMAP_METHODS), {
+                    "default": "auto",
+                    "tooltip": "auto: the model's CAM (JTP-1: Grad-CAM; JTP-3 / Hydra: RedRocket's multi-layer CAM). "
+                               "attention: the Hydra pool's per-tag attention, one cheap pass (JTP-3 / Hydra only).",
+                }),
+                "cam_layers": ("INT", {
+                    "default": 1, "min": 1, "max": 27,
+                    "tooltip": "JTP-3 / Hydra CAM: sum the evidence of the last N blocks (1 as in RedRocket's demo; "
+                               "more spreads the map over larger parts).",
+                }),
             },
         }
 
@@ -84,10 +95,13 @@ class JTPTagHeatmap:
         colormap: str,
         batch_size: int,
         mask: torch.Tensor | None = None,
+        method: str = "auto",
+        cam_layers: int = 1,
     ):
         tagger = jtp_model.ready()
         heatmaps = tag_heatmaps_image_tensor(
-            tagger, image, mask, tags, batch_size=batch_size or None, on_progress=progress_reporter(len(image))
+            tagger, image, mask, tags, batch_size=batch_size or None, on_progress=progress_reporter(len(image)),
+            method=method, layers=cam_layers,
         )
         # filled row block by row block: the outputs themselves are the only full-size tensors
         out_mask = render.render_masks(heatmaps, normalize, threshold, feather)

@@ -107,6 +107,19 @@ def test_truncated_download(tmp_path):
         load_tagger(tmp_path, device="cpu")
 
 
+def test_a_plain_vit_is_named_as_no_jtp_checkpoint(tmp_path):
+    """A timm ViT-B/16 with a class token (197 tokens) has a head.weight like PILOT's: the error must name the
+    file and say it is not a JTP checkpoint, not just that 197 tokens make no square grid (issue #14, item 16)."""
+    import timm
+
+    vit = timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=3, embed_dim=72, depth=1,
+                            num_heads=1)
+    save_file({key: value.contiguous() for key, value in vit.state_dict().items()}, str(tmp_path / "vit.safetensors"))
+    (tmp_path / "tags.json").write_text('{"a": 0, "b": 1, "c": 2}')
+    with pytest.raises(CheckpointError, match=r"vit\.safetensors: not a JTP-1 \(PILOT\) checkpoint: .*197 tokens"):
+        load_tagger(tmp_path, device="cpu")
+
+
 def test_not_a_jtp_checkpoint(tmp_path):
     save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(4, 4)}, str(tmp_path / "x.safetensors"))
     (tmp_path / "tags.json").write_text('{"a": 0}')

@@ -280,3 +280,14 @@ def test_hydra35_image_to_probabilities_matches_libvips_and_the_equations(models
     actual = taggers["TINY_H35"].predict_pils([Image.open(io.BytesIO(data.getvalue()))])[0]
     assert (actual - expected).abs().max() <= 1e-4
     assert expected.std() > 0.01
+
+
+def test_a_timm_without_naflexvit_gets_a_clear_message(models_dir, monkeypatch):
+    import timm
+
+    from jtp_core import JTPError
+
+    monkeypatch.setattr(timm, "is_model", lambda name: False)  # as on a host pinned to an older timm
+    monkeypatch.setattr(timm, "__version__", "0.9.16")
+    with pytest.raises(JTPError, match=r"need timm 1\.0\.16 or newer .* has timm 0\.9\.16"):
+        load_tagger("TINY_H35", device="cpu", models_dirs=[models_dir])

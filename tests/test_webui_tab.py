@@ -209,3 +209,16 @@ def test_the_stand_in_gradio_refuses_what_one_of_the_hosts_gradios_refuses():
     gr3.Button("x").click(fn=None, _js="switch_to_txt2img")
     with pytest.raises(TypeError, match="_js"):
         gr4.Button("x").click(fn=None, _js="switch_to_txt2img")  # plain Gradio 4 wants js=
+
+
+def test_tab_calibration_box_reaches_the_tag_options(webui):
+    from jtp_webui.ui import options_from_widgets
+
+    _, _, _, tabs = webui
+    ((blocks, _, _),) = tabs
+    assert blocks.find("jtp_calibration").kwargs["value"] == "auto"
+    widgets = (0.3, 10, "", "", True, True, False, "score", ", ")
+    assert options_from_widgets(*widgets, "0.8").calibration == 0.8  # a slider position typed in
+    assert options_from_widgets(*widgets, "off").calibration == "off"
+    with pytest.raises(ValueError, match="metric"):
+        options_from_widgets(*widgets, "precision please")

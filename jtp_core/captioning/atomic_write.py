@@ -16,9 +16,10 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import cache
 from pathlib import Path
+from typing import BinaryIO
 
 TEMP_SUFFIX = ".tmp"
 # .<target name>.jtp<pid>.<8 random characters from tempfile>.tmp; older versions wrote no jtp<pid> part
@@ -31,13 +32,16 @@ def temp_prefix(path: Path) -> str:
     return f".{path.name}.jtp{os.getpid()}."
 
 
-def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> None:
-    """Replace ``path`` with ``data`` atomically; the folder must exist. Keeps an existing file's permissions."""
+@contextlib.contextmanager
+def atomic_replace(path: str | Path, durable: bool = True) -> Iterator[BinaryIO]:
+    """``with atomic_replace(path) as handle: write(handle)``: ``path`` is replaced by what was written when the
+    block ends, or left as it was if it raises (or the process dies). The folder must exist. Keeps an existing
+    file's permissions."""
     path = Path(path)
     descriptor, temp_name = tempfile.mkstemp(prefix=temp_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             if durable:
                 os.fsync(handle.fileno())
@@ -47,6 +51,12 @@ def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> N
         with contextlib.suppress(OSError):
             os.unlink(temp_name)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically (see ``atomic_replace``)."""
+    with atomic_replace(path, durable) as handle:
+        handle.write(data)
 
 
 def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8", durable: bool = True) -> None:

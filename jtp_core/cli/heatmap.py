@@ -34,6 +34,15 @@ def add_heatmap_command(commands) -> None:
                          help="mask = 1 where the heat is at least this; 0 keeps the soft heat (default)")
     heatmap.add_argument("--feather", type=int, default=0, help="blur the mask over this many pixels")
     heatmap.add_argument("--json", action="store_true", help="print {tag: score} as JSON")
+    heatmap.add_argument(
+        "--method", default="auto", choices=("auto", "attention"),
+        help="auto: each model's CAM (JTP-1 Grad-CAM; JTP-3 / Hydra RedRocket's multi-layer CAM); attention: the "
+             "Hydra pool's per-tag attention, one pass (JTP-3 / Hydra only)",
+    )
+    heatmap.add_argument(
+        "--cam-layers", type=int, default=1, metavar="N",
+        help="JTP-3 / Hydra CAM: sum over the last N blocks (default %(default)s, as RedRocket's demo)",
+    )
     add_model_arguments(heatmap)
     heatmap.set_defaults(run=run_heatmap)
 
@@ -51,7 +60,8 @@ def run_heatmap(args: argparse.Namespace) -> int:
     from ..heatmaps.render import render_mask_uint8, render_overlay_uint8
 
     query = parse_tag_query(",".join(args.tag), tagger.tags)
-    (result,) = tag_heatmaps(tagger, [image], query)  # maps in the image's display (EXIF) orientation
+    # maps in the image's display (EXIF) orientation
+    (result,) = tag_heatmaps(tagger, [image], query, method=args.method, layers=args.cam_layers)
     if out is not None:
         shown = render_overlay_uint8(_displayed_rgb(image), result, args.opacity, args.colormap)
         _save(shown, out)

@@ -146,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .heatmap import add_heatmap_command  # same reason as caption_cli
 
     add_heatmap_command(commands)
+    from .dataset import add_dataset_commands  # dataset caption/export, review
+
+    add_dataset_commands(commands)
     return parser
 
 

@@ -95,6 +95,12 @@ class ModelFamily(ABC):
         """Check the layout against the architecture, then load strictly onto ``device`` in ``dtype``."""
 
     @abstractmethod
+    def preprocessor_for(
+        self, header: CheckpointHeader, side_files: Mapping[str, Path], settings: ModelSettings
+    ) -> Preprocessor:
+        """The model's preprocessing from its header alone (no weights read: decode workers need only this)."""
+
+    @abstractmethod
     def forward(self, model: nn.Module | Any, batch: ModelInput) -> torch.Tensor:
         """A batch of model inputs (on the model's device) → probabilities [B, tags]."""
 

@@ -33,9 +33,10 @@ from ..families.pilot.architecture import (
 from ..families.pilot.preprocess import fit_size, image_tensor_to_pils, preprocess_pils
 from ..inference.tagger import ProgressCallback, Tagger
 from ..tags.postprocess import normalize_tag, parse_tag_list
-from .mapping import BLOCK_BYTES, GridMapping, exif_orientation, orient
+from .mapping import BLOCK_BYTES, GridMapping, axis_weights, exif_orientation, orient
 
 _TOP = re.compile(r"top\s*(\d+)", re.IGNORECASE)
+METHODS = ("auto", "attention")  # auto: each family's CAM; attention: the Hydra pool's (see tag_heatmaps)
 
 
 @dataclass(frozen=True)
@@ -216,24 +217,9 @@ def pilot_mapping(
     of ``image_size`` (height, width) as stored, turned to EXIF ``orientation`` for display."""
     height, width = image_size
     fitted_h, fitted_w = fit_size(height, width, input_size)
-    rows = _axis_weights(height, fitted_h, (input_size - fitted_h) // 2, patch_size[0], grid[0])
-    cols = _axis_weights(width, fitted_w, (input_size - fitted_w) // 2, patch_size[1], grid[1])
+    rows = axis_weights(height, fitted_h, (input_size - fitted_h) // 2, patch_size[0], grid[0])
+    cols = axis_weights(width, fitted_w, (input_size - fitted_w) // 2, patch_size[1], grid[1])
     return orient(rows, cols, orientation)
-
-
-def _axis_weights(length: int, fitted: int, offset: int, patch: int, grid: int) -> torch.Tensor:
-    """[length, grid] linear-interpolation weights from grid cells to the original pixels along one axis."""
-    # pixel centres, in the padded square's pixels (Pillow's resize maps centres: (i + 0.5) * fitted / length)
-    centres = offset + (torch.arange(length, dtype=torch.float64) + 0.5) * fitted / length
-    position = (centres / patch - 0.5).clamp(0, grid - 1)  # in cells; cell centres at integers
-    low = position.floor().long().clamp(max=max(grid - 2, 0))
-    high = (low + 1).clamp(max=grid - 1)
-    frac = position - low
-    weights = torch.zeros(length, grid, dtype=torch.float64)
-    weights.scatter_add_(1, low[:, None], (1 - frac)[:, None])
-    weights.scatter_add_(1, high[:, None], frac[:, None])
-    weights[centres >= grid * patch] = 0.0  # never seen by any patch
-    return weights.float()
 
 
 def normalize_cams(cams: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -249,16 +235,28 @@ def tag_heatmaps(
     tags: str | TagQuery,
     batch_size: int | None = None,
     on_progress: ProgressCallback | None = None,
+    method: str = "auto",
+    layers: int = 1,
 ) -> list[Heatmap]:
     """Heatmaps of ``tags`` (names, or 'top N') for PIL images of any sizes, chunk by chunk.
 
-    Maps come out in each image's display orientation (its EXIF orientation applied); the model itself sees
-    the image as stored, as in the JTP reference.
+    ``method``: "auto" = each family's CAM (JTP-1: Grad-CAM on the final tokens; JTP-3 / Hydra: RedRocket's
+    multi-layer CAM over the last ``layers`` blocks); "attention" = the Hydra pool's per-tag attention (one
+    pass). Maps come out in each image's display orientation (its EXIF orientation applied); JTP-1 sees the
+    image as stored, as in its reference, and the Hydra models see it turned, as in theirs.
     """
-    if tagger.family.name != "pilot":
-        raise JTPError(f"heatmaps are not available for the {tagger.family.name} family yet")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     query = tags if isinstance(tags, TagQuery) else parse_tag_query(tags, tagger.tags)
     batch_size = tagger.batch_size(batch_size)
+    if tagger.family.name == "hydra":
+        from .hydra import hydra_heatmaps  # deferred: only Hydra models need it
+
+        return hydra_heatmaps(
+            tagger, images, query, batch_size, on_progress, "cam" if method == "auto" else method, layers
+        )
+    if method != "auto":
+        raise JTPError(f"the {method} map is for JTP-3 / Hydra models; JTP-1 models have Grad-CAM (method auto)")
     model = tagger.model
     input_size, patch_size = tagger.preprocessor.size, tuple(model.patch_embed.patch_size)
     results: list[Heatmap] = []
@@ -285,6 +283,9 @@ def tag_heatmaps_image_tensor(
     tags: str | TagQuery,
     batch_size: int | None = None,
     on_progress: ProgressCallback | None = None,
+    method: str = "auto",
+    layers: int = 1,
 ) -> list[Heatmap]:
     """ComfyUI IMAGE [B,H,W,C] (+ MASK as transparency) → one Heatmap per image, maps [T, H, W]."""
-    return tag_heatmaps(tagger, image_tensor_to_pils(images, mask), tags, batch_size, on_progress)
+    pils = image_tensor_to_pils(images, mask)
+    return tag_heatmaps(tagger, pils, tags, batch_size, on_progress, method, layers)

@@ -68,3 +68,22 @@ def exif_orientation(image) -> int:
         return int(image.getexif().get(0x0112, 1) or 1)
     except Exception:  # noqa: BLE001 - a broken EXIF block must not stop a heatmap
         return 1
+
+
+def axis_weights(length: int, fitted: int, offset: int, patch: int, grid: int) -> torch.Tensor:
+    """[length, grid] linear-interpolation weights from grid cells to the original pixels along one axis.
+
+    The image of ``length`` pixels was resized to ``fitted`` and placed at ``offset`` in the model's input,
+    whose first ``grid * patch`` pixels the patches cover; pixels beyond them get 0 (never seen).
+    """
+    # pixel centres, in the padded square's pixels (Pillow's resize maps centres: (i + 0.5) * fitted / length)
+    centres = offset + (torch.arange(length, dtype=torch.float64) + 0.5) * fitted / length
+    position = (centres / patch - 0.5).clamp(0, grid - 1)  # in cells; cell centres at integers
+    low = position.floor().long().clamp(max=max(grid - 2, 0))
+    high = (low + 1).clamp(max=grid - 1)
+    frac = position - low
+    weights = torch.zeros(length, grid, dtype=torch.float64)
+    weights.scatter_add_(1, low[:, None], (1 - frac)[:, None])
+    weights.scatter_add_(1, high[:, None], frac[:, None])
+    weights[centres >= grid * patch] = 0.0  # never seen by any patch
+    return weights.float()

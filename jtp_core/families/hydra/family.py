@@ -19,10 +19,11 @@ from ..base import Labels, LoadedModel, ModelFamily, ModelInput, ModelSettings
 from ..header import CheckpointHeader
 from .checkpoint import load_hydra
 from .preprocess import NaFlexPreprocessor
+from .resize import MAX_SEQ as MAX_SEQUENCE
+from .resize import MIN_SEQ as MIN_SEQUENCE
 
 ARCHITECTURE_PREFIX = "naflexvit_so400m_patch16_siglip"
 DEFAULT_SEQUENCE_LENGTH = 1024  # patches per image, as both releases default to
-MIN_SEQUENCE, MAX_SEQUENCE = 64, 2048  # what RedRocket's CLIs accept
 RULES = {"rr_hydra": "jtp3", "rr_hydra2": "hydra"}  # whose tool's selection rules apply (tags/selection.py)
 
 
@@ -60,20 +61,28 @@ class HydraFamily(ModelFamily):
             validation_csv=side_files.get(VALIDATION),
             rules=RULES[loaded.variant],
         )
-        try:
-            preprocessor = NaFlexPreprocessor.from_metadata(
-                loaded.metadata, max_seq=settings.sequence_length or DEFAULT_SEQUENCE_LENGTH
-            )
-        except ValueError as error:
-            raise CheckpointError(f"{header.path}: {error}") from None
         return LoadedModel(
             family=self,
             variant=loaded.variant,
             model=loaded.model,
             labels=labels,
-            preprocessor=preprocessor,
+            preprocessor=self.preprocessor_for(header, side_files, settings),
             metadata=loaded.metadata,
         )
+
+    def preprocessor_for(
+        self, header: CheckpointHeader, side_files: Mapping[str, Path], settings: ModelSettings
+    ) -> NaFlexPreprocessor:
+        length = settings.sequence_length or DEFAULT_SEQUENCE_LENGTH
+        if not MIN_SEQUENCE <= length <= MAX_SEQUENCE:
+            raise ValueError(
+                f"sequence length must be {MIN_SEQUENCE}-{MAX_SEQUENCE} patches per image (1024 as trained); "
+                f"got {length}"
+            )
+        try:
+            return NaFlexPreprocessor.from_metadata(header.metadata, max_seq=length)
+        except ValueError as error:  # classifier.background / classifier.resize
+            raise CheckpointError(f"{header.path}: {error}") from None
 
     def forward(self, model: nn.Module, batch: ModelInput) -> torch.Tensor:
         return model(batch["patches"], batch["coords"], batch["valid"])

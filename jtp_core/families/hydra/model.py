@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from ...errors import JTPError
 from .heads import Hydra2Pool, HydraPool, TagDot, hydra_logits
 
 VARIANTS = ("rr_hydra", "rr_hydra2")
@@ -112,8 +113,17 @@ class HydraTagger(nn.Module):
         return hydra_logits(self.attn_pool, self.head, features, valid, tags=tags, tag_chunk=chunk)
 
 
+MIN_TIMM = "1.0.16"  # first timm with NaFlexViT; tested with 1.0.31
+
+
 def _build_timm_backbone(config: HydraConfig, device) -> nn.Module:
     import timm  # deferred: importing timm costs a second and pulls in torchvision
+
+    if not timm.is_model(TIMM_NAME):  # NaFlexViT arrived in timm 1.0.16; hosts may pin an older one
+        raise JTPError(
+            f"JTP-3 / Hydra models need timm {MIN_TIMM} or newer (its NaFlexViT); this Python has timm "
+            f"{timm.__version__}: pip install 'timm>={MIN_TIMM}' (JTP-1 models work with the timm you have)"
+        )
 
     # timm computes the MLP width as int(width · ratio): nudge the ratio so that lands exactly on mlp_dim
     mlp_ratio = (config.mlp_dim + 0.5) / config.width

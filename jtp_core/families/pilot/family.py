@@ -13,7 +13,7 @@ from torch import nn
 from ...errors import CheckpointError
 from ..base import Labels, LoadedModel, ModelFamily, ModelInput, ModelSettings
 from ..header import CheckpointHeader
-from .architecture import HEAD_MODULES, INPUT_SIZE
+from .architecture import HEAD_MODULES, INPUT_SIZE, infer_config
 from .checkpoint import load_model
 from .fast_jpeg import preprocess_file
 from .gpu_preprocess import preprocess_image_batch
@@ -70,6 +70,14 @@ class PilotFamily(ModelFamily):
             preprocessor=PilotPreprocessor(loaded.config.img_size),
             metadata=header.metadata,
         )
+
+    def preprocessor_for(
+        self, header: CheckpointHeader, side_files: Mapping[str, Path], settings: ModelSettings
+    ) -> PilotPreprocessor:
+        try:
+            return PilotPreprocessor(infer_config(header.shapes).img_size)
+        except CheckpointError as error:
+            raise CheckpointError(f"{header.path}: not a JTP-1 (PILOT) checkpoint: {error}") from None
 
     def forward(self, model: nn.Module, batch: ModelInput) -> torch.Tensor:
         return model(batch["pixels"])
