@@ -19,6 +19,7 @@ from ..jtp_core.inference.images import IMAGE_EXTENSIONS, iter_image_files
 from .comfy_host import JTPModel, progress_reporter
 from .inputs import CATEGORY, batch_size_input, calibration_input, format_inputs, jtp_model_input, tag_options_input
 from .inputs import tag_options as _tag_options
+from .shared_model import RUN_LOCK
 
 log = logging.getLogger(__name__)
 _DEFAULT_EXTENSIONS = ", ".join(IMAGE_EXTENSIONS)
@@ -168,9 +169,10 @@ class JTPCaptionFolder:
         plan = plan_captions(request)  # checks the output folders before the model goes onto the GPU
         for note in plan.notes:
             log.info("JTP Caption Folder: %s", note)
-        # an already captioned folder does not make ComfyUI load the model onto the GPU
-        tagger = jtp_model.ready() if plan.jobs else None
-        summary = run_plan(tagger, request, plan, on_progress=progress_reporter(len(plan.jobs)))
+        with RUN_LOCK:  # not at the same time as a right-click "Tag with JTP" (see shared_model.py)
+            # an already captioned folder does not make ComfyUI load the model onto the GPU
+            tagger = jtp_model.ready() if plan.jobs else None
+            summary = run_plan(tagger, request, plan, on_progress=progress_reporter(len(plan.jobs)))
         text = "\n".join([*plan.notes, summary.to_text()])
         return {"ui": {"text": [text]}, "result": (text,)}
 

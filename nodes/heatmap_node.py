@@ -11,6 +11,7 @@ from ..jtp_core.heatmaps.heatmap import METHODS as HEATMAP_METHODS
 from ..jtp_core.heatmaps.heatmap import tag_heatmaps_image_tensor
 from .comfy_host import JTPModel, progress_reporter
 from .inputs import CATEGORY, batch_size_input, jtp_model_input, transparency_input
+from .shared_model import RUN_LOCK
 
 
 class JTPTagHeatmap:
@@ -98,11 +99,12 @@ class JTPTagHeatmap:
         method: str = "auto",
         cam_layers: int = 1,
     ):
-        tagger = jtp_model.ready()
-        heatmaps = tag_heatmaps_image_tensor(
-            tagger, image, mask, tags, batch_size=batch_size or None, on_progress=progress_reporter(len(image)),
-            method=method, layers=cam_layers,
-        )
+        with RUN_LOCK:  # not at the same time as a right-click "Tag with JTP" (see shared_model.py)
+            tagger = jtp_model.ready()
+            heatmaps = tag_heatmaps_image_tensor(
+                tagger, image, mask, tags, batch_size=batch_size or None, on_progress=progress_reporter(len(image)),
+                method=method, layers=cam_layers,
+            )
         # filled row block by row block: the outputs themselves are the only full-size tensors
         out_mask = render.render_masks(heatmaps, normalize, threshold, feather)
         shown = render.render_overlays(image, heatmaps, normalize, opacity, colormap)

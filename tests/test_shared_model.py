@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hydra_checkpoints import write_hydra_checkpoint
 
@@ -29,5 +30,50 @@ def test_sequence_length_change_shares_the_weights(comfy):
         assert again is coarse
         (other,) = loader.load("TINY_H35", "cpu", "bf16", 64)  # another precision: its own weights
         assert other.tagger.model is not coarse.tagger.model
+    finally:
+        pack.nodes.shared_model.clear()
+
+
+def _defaults(node) -> dict:
+    return {key: opts["default"] for section in node.INPUT_TYPES().values()
+            for key, (_, opts) in section.items() if isinstance(opts, dict) and "default" in opts}
+
+
+@pytest.mark.parametrize("name", ["JTPTagger", "JTPPromptCheck", "JTPTagHeatmap", "JTPCaptionFolder"])
+def test_every_node_that_runs_the_model_waits_for_the_run_lock(comfy, tmp_path, name):
+    """The right-click route runs in a web-server thread holding RUN_LOCK; ComfyUI's queue may start a node
+    meanwhile (the route only waits for an empty queue before it starts): the node must wait, not move or run
+    the shared model at the same time."""
+    import threading
+
+    from PIL import Image
+
+    standin, pack = comfy
+    write_hydra_checkpoint(standin.models_dir / "jtp" / "TINY_H35" / "tiny.safetensors", "rr_hydra2", 8, seed=3)
+    (model,) = pack.NODE_CLASS_MAPPINGS["JTPModelLoader"]().load("TINY_H35", "cpu", "fp32", 64)
+    node = pack.NODE_CLASS_MAPPINGS[name]
+    inputs = {**_defaults(node), "jtp_model": model, "image": torch.rand(1, 40, 56, 3)}
+    if name == "JTPCaptionFolder":
+        folder = tmp_path / "set"
+        folder.mkdir()
+        Image.new("RGB", (40, 30), (200, 10, 10)).save(folder / "a.png")
+        inputs = {**_defaults(node), "jtp_model": model, "folder": str(folder), "mode": "overwrite"}
+    done = threading.Event()
+    errors = []
+
+    def work():
+        try:
+            getattr(node(), node.FUNCTION)(**inputs)
+        except Exception as error:  # reported below
+            errors.append(error)
+        done.set()
+
+    lock = pack.nodes.shared_model.RUN_LOCK
+    try:
+        with lock:
+            worker = threading.Thread(target=work, daemon=True)
+            worker.start()
+            assert not done.wait(1.0), f"{name} ran while the route held RUN_LOCK"
+        assert done.wait(60) and not errors, errors
     finally:
         pack.nodes.shared_model.clear()
