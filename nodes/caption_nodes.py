@@ -57,11 +57,12 @@ def _caption_extension_input() -> tuple[str, dict]:
     return ("STRING", {"default": ".txt", "tooltip": "Caption file extension: foo.png → foo.txt."})
 
 
-def _fast_jpeg_input() -> tuple[str, dict]:
+def _fast_jpeg_input(note: str = "") -> tuple[str, dict]:
     return ("BOOLEAN", {
         "default": False,
-        "tooltip": "Trades exactness for speed: decodes JPEGs at a reduced scale (never below the 384 px the "
-                   "model needs), several times faster, but scores differ slightly from the reference. Off = exact.",
+        "tooltip": "Trades exactness for speed: decodes JPEGs at a reduced scale (never below the size the "
+                   "model needs), several times faster, but scores differ slightly from the reference. Off = exact."
+                   + (f" {note}" if note else ""),
     })
 
 
@@ -193,7 +194,10 @@ class JTPLoadImagesFromFolder:
             },
             "optional": {
                 "extensions": _extensions_input(),
-                "fast_jpeg": _fast_jpeg_input(),
+                "fast_jpeg": _fast_jpeg_input(
+                    "This loader does not know the model: it fits JPEGs for JTP-1 (384 px). For JTP-3 / Hydra "
+                    "leave it off, or use JTP Caption Folder's, which fits them for the model it is given."
+                ),
             },
         }
 
