@@ -58,21 +58,12 @@ def _caption_extension_input() -> tuple[str, dict]:
     return ("STRING", {"default": ".txt", "tooltip": "Caption file extension: foo.png → foo.txt."})
 
 
-def _fast_jpeg_input() -> tuple[str, dict]:
+def _fast_jpeg_input(note: str = "") -> tuple[str, dict]:
     return ("BOOLEAN", {
         "default": False,
-        "tooltip": "Trades exactness for speed: decodes JPEGs at a reduced scale (never below the 384 px the "
-                   "model needs), several times faster, but scores differ slightly from the reference. Off = exact.",
-    })
-
-
-def _fast_jpeg_loader_input() -> tuple[str, dict]:
-    """JTP Load Images From Folder has no model input, so its fast decode can only fit one family's size."""
-    return ("BOOLEAN", {
-        "default": False,
-        "tooltip": "Trades exactness for speed: decodes JPEGs at a reduced scale, already fitted for JTP-1 (longer "
-                   "side 384 px, as JTP Caption Folder gives them to JTP-1). Leave it off for JTP-3 / Hydra: they "
-                   "see up to 1024 patches (e.g. 512×512), so a 384 px image loses detail and changes the tags.",
+        "tooltip": "Trades exactness for speed: decodes JPEGs at a reduced scale (never below the size the "
+                   "model needs), several times faster, but scores differ slightly from the reference. Off = exact."
+                   + (f" {note}" if note else ""),
     })
 
 
@@ -205,7 +196,10 @@ class JTPLoadImagesFromFolder:
             },
             "optional": {
                 "extensions": _extensions_input(),
-                "fast_jpeg": _fast_jpeg_loader_input(),
+                "fast_jpeg": _fast_jpeg_input(
+                    "This loader does not know the model: it fits JPEGs for JTP-1 (384 px). For JTP-3 / Hydra "
+                    "leave it off, or use JTP Caption Folder's, which fits them for the model it is given."
+                ),
             },
         }
 

@@ -14,12 +14,14 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 pa = pytest.importorskip("pyarrow", reason="dataset jobs write Parquet: pip install pyarrow")
 import pyarrow.parquet as pq  # noqa: E402
 from dataset_fixtures import image_bytes, write_folder, write_parquet, write_shard  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from jtp_core import load_tagger, tag_results  # noqa: E402
 from jtp_core.datasets import DatasetJob, MergeSpec, SourceSpec, local_engine  # noqa: E402
 from jtp_core.datasets.exporters import export, read_result  # noqa: E402
 from jtp_core.datasets.job import MANIFEST, JobError  # noqa: E402
@@ -305,3 +307,36 @@ def test_damaged_tar_is_detected_by_the_stdlib_too(tmp_path):
     with pytest.raises(tarfile.TarError), tarfile.open(cut) as tar:
         for member in tar:
             tar.extractfile(member).read()
+
+
+def test_hydra_rows_follow_the_models_own_rules(tmp_path):
+    """A Hydra 3.5 model's rows use its calibrated thresholds (+ inherit), not JTP-1's fixed rule: a tag whose
+    validation never qualifies is neither kept nor "near", whatever its score."""
+    from hydra_checkpoints import write_hydra_checkpoint
+    from safetensors.torch import load_file, save_file
+
+    from jtp_core.families.header import read_header
+
+    path = write_hydra_checkpoint(tmp_path / "H35" / "h.safetensors", "rr_hydra2", 12, seed=6)
+    tensors, metadata = load_file(str(path)), read_header(path).metadata
+    counts = torch.zeros(12, 9, 4)
+    counts[..., 0], counts[..., 1], counts[..., 2], counts[..., 3] = 50, 5, 500, 5
+    counts[3, :, 0] = 0  # tag 3 never reaches the precision floor
+    tensors["validation"] = counts
+    save_file(tensors, str(path), metadata=metadata)
+    tagger = load_tagger(path, device="cpu", sequence_length=64)
+    write_folder(tmp_path / "ds", 3, sub=False)
+    run_local(job([tmp_path / "ds"], path, tmp_path / "out", options=TagOptions(max_tags=0)), progress=False,
+              tagger=tagger)
+    rows = rows_by_key(tmp_path / "out")
+    never = tagger.tags[3]
+    assert rows and all(never not in row["tags"] and never not in row["near_tags"] for row in rows.values())
+    from jtp_core.tags.selection import tag_thresholds
+
+    probs = tagger.predict_pils([Image.open(row["path"]) for row in rows.values()])
+    limits = tag_thresholds(tagger.labels, TagOptions())
+    assert probs[:, 3].max() > limits[torch.isfinite(limits)].min()  # a fixed threshold would have kept it
+    assert all(row["tags"] for row in rows.values())
+    expected = {row["path"]: tag_results(tagger.predict_pils([Image.open(row["path"])]), tagger.labels,
+                                         TagOptions(max_tags=0))[0].text for row in rows.values()}
+    assert {row["path"]: row["caption"] for row in rows.values()} == expected

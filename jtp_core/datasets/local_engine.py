@@ -22,6 +22,7 @@ from ..families.base import ModelInput
 from ..hub.files import ModelFiles, resolve_model
 from ..hub.known_models import KNOWN_MODELS
 from ..inference.streaming import should_pin, stream_batches
+from ..tags.labels import Labels
 from .job import PARTS, DatasetJob, JobError, Manifest, Unit, fsync_dir, job_settings, model_revision, open_manifest
 from .records import Merger, RowBuilder, read_aliases, rows_to_table
 from .sources import Sample, check_existing_fits, decode_image, iter_unit, plan_units
@@ -97,14 +98,14 @@ def prepare_job(job: DatasetJob, restart: bool = False) -> PreparedJob:
     return PreparedJob(job, files, revision, manifest)
 
 
-def row_builder(job: DatasetJob, tags: list[str], model: str, revision: str) -> RowBuilder:
+def row_builder(job: DatasetJob, labels: Labels, model: str, revision: str) -> RowBuilder:
     merger = None
     if job.merge.enabled:
         if job.merge.drop_implied and job.options.tag_table is None:
             raise JobError("dropping implied tags needs a tag table (--tag-table) to know the implications")
         aliases = read_aliases(job.merge.aliases) if job.merge.aliases else {}
         merger = Merger(job.options, job.merge.drop_implied, aliases)
-    return RowBuilder(tags, job.options, model, revision, job.near_margin, merger)
+    return RowBuilder(labels, job.options, model, revision, job.near_margin, merger)
 
 
 def run_local(
@@ -126,7 +127,7 @@ def run_local(
         tagger = load_tagger_from_files(
             prepared.files, device=job.device, precision=job.precision, sequence_length=job.sequence_length
         )
-    builder = row_builder(job, tagger.tags, prepared.model_name, prepared.revision)
+    builder = row_builder(job, tagger.labels, prepared.model_name, prepared.revision)
     known = all(unit.kind in ("folder", "list") for unit in pending)
     bar = _progress_bar(sum(len(unit.inputs) for unit in pending) if known else None, not progress)
     started = time.perf_counter()

@@ -353,7 +353,7 @@ class TagActor:
             files, device=job.device, precision=job.precision, sequence_length=job.sequence_length
         )
         self.batch_size = self.tagger.batch_size(job.batch_size)
-        self.builder = row_builder(job, self.tagger.tags, model, revision)
+        self.builder = row_builder(job, self.tagger.labels, model, revision)
 
     def __call__(self, batch):
         from ..families.base import stack_inputs

@@ -19,7 +19,9 @@ from typing import Any
 import torch
 
 from ..captioning.caption_files import caption_tag_key, split_caption
+from ..tags.labels import Labels
 from ..tags.postprocess import TagOptions, format_tag, format_words, select_tags
+from ..tags.selection import tag_thresholds
 from ..tags.tag_table import tag_key
 
 STRING_COLUMNS = ("key", "source", "path", "unit", "model", "revision", "caption", "existing", "error")
@@ -112,9 +114,12 @@ def read_aliases(path: str | Path) -> dict[str, str]:
 
 @dataclass
 class RowBuilder:
-    """Probabilities of one image → its row. Shared by the local engine and the Ray actors."""
+    """Probabilities of one image → its row. Shared by the local engine and the Ray actors.
 
-    tags: Sequence[str]
+    ``labels``: the model's (``tagger.labels``), so each model's own rules choose the tags (JTP-3 / Hydra:
+    calibrated thresholds and implication modes); a plain list of tag names means JTP-1's rules."""
+
+    labels: Labels | Sequence[str]
     options: TagOptions
     model: str
     revision: str
@@ -131,10 +136,12 @@ class RowBuilder:
         if probs is None or info.error:
             row["error"] = info.error or "not captioned"
             return row
-        selected = select_tags(probs, self.tags, self.options)
+        labels = self.labels if isinstance(self.labels, Labels) else Labels(list(self.labels))
+        selected = select_tags(probs, labels, self.options)
         row["tags"] = [tag for tag, _ in selected]
         row["scores"] = [round(score, 6) for _, score in selected]
-        near = near_threshold(probs, self.tags, self.options.threshold, self.near_margin, set(row["tags"]))
+        thresholds = tag_thresholds(labels, self.options)
+        near = near_threshold(probs, labels.tags, thresholds, self.near_margin, set(row["tags"]))
         row["near_tags"] = [tag for tag, _ in near]
         row["near_scores"] = [round(score, 6) for _, score in near]
         if self.merger is not None and info.existing is not None and info.existing.strip():
@@ -147,13 +154,16 @@ class RowBuilder:
 
 
 def near_threshold(
-    probs: torch.Tensor, tags: Sequence[str], threshold: float, margin: float, kept: Iterable[str] = ()
+    probs: torch.Tensor, tags: Sequence[str], thresholds: torch.Tensor | float, margin: float, kept: Iterable[str] = ()
 ) -> list[tuple[str, float]]:
-    """Tags not kept that score within ``margin`` below the threshold (or just at it), highest first."""
+    """Tags not kept that score within ``margin`` below their threshold (or just at it), highest first.
+    ``thresholds``: one for all tags or one per tag (calibrated; +inf = never output, never near)."""
     if margin <= 0:
         return []
     probs = probs.detach().float().cpu()
-    candidates = torch.nonzero((probs > threshold - margin) & (probs <= threshold + 1e-12)).flatten().tolist()
+    limits = torch.as_tensor(thresholds, dtype=torch.float64)
+    close = (probs.double() > limits - margin) & (probs.double() <= limits + 1e-12) & torch.isfinite(limits)
+    candidates = torch.nonzero(close).flatten().tolist()
     kept = set(kept)
     near = [(tags[index], float(probs[index])) for index in candidates if tags[index] not in kept]
     return sorted(near, key=lambda item: -item[1])
