@@ -1,7 +1,8 @@
 """The pack's HTTP route: POST /jtp/tag tags one image ComfyUI knows, for the right-click "Tag with JTP".
 
 Body (JSON): ``{"filename": "x.png", "subfolder": "", "type": "input" | "output" | "temp",
-"model": {<JTP Model Loader inputs>} (optional), "threshold": 0.2 (optional)}`` — the image as the frontend
+"model": {<JTP Model Loader inputs>} (optional), "threshold": 0.2 (optional), "calibration": "auto" (optional)}``
+— the image as the frontend
 knows it (what ``/view`` takes). Reply: ``{"text", "tags": [[tag, score, category], ...], "model"}``, or
 ``{"error": message}`` with a 4xx/5xx status; a bad request never takes the server down.
 
@@ -52,9 +53,9 @@ async def handle_tag_request(raw: bytes, queue_busy=lambda: False, wait_s: float
         body = _parse_body(raw)
         path = image_path(body["filename"], body.get("subfolder", ""), body.get("type", "input"))
         inputs = loader_inputs(body.get("model"))
-        threshold = _threshold(body.get("threshold"))
+        options = _options(body)
         await _wait_for_idle_queue(queue_busy, wait_s)
-        reply = await asyncio.get_running_loop().run_in_executor(None, tag_file, path, inputs, threshold)
+        reply = await asyncio.get_running_loop().run_in_executor(None, tag_file, path, inputs, options)
         return 200, reply
     except RequestError as error:
         return error.status, {"error": str(error)}
@@ -125,12 +126,17 @@ def loader_inputs(requested: Any) -> dict[str, Any]:
     return inputs
 
 
-def _threshold(value: Any) -> float:
-    if value is None:
-        return TagOptions().threshold
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
+def _options(body: dict[str, Any]) -> TagOptions:
+    """A fixed ``threshold`` when one is sent (calibration off unless asked for); else each model's default:
+    calibrated per-tag thresholds for JTP-3 / Hydra, 0.2 for JTP-1."""
+    value = body.get("threshold")
+    if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1):
         raise RequestError(400, f"'threshold' must be a number from 0 to 1; got {value!r}")
-    return float(value)
+    calibration = body.get("calibration", "auto" if value is None else "off")
+    try:
+        return TagOptions(threshold=TagOptions().threshold if value is None else float(value), calibration=calibration)
+    except ValueError as error:
+        raise RequestError(400, f"'calibration': {error}") from None
 
 
 async def _wait_for_idle_queue(queue_busy, wait_s: float) -> None:
@@ -142,7 +148,7 @@ async def _wait_for_idle_queue(queue_busy, wait_s: float) -> None:
         await asyncio.sleep(0.25)
 
 
-def tag_file(path: Path, inputs: dict[str, Any], threshold: float) -> dict[str, Any]:
+def tag_file(path: Path, inputs: dict[str, Any], options: TagOptions) -> dict[str, Any]:
     """Tag one image file with the shared model (runs in a worker thread)."""
     name = inputs.get("model", DEFAULT_MODEL)
     resolve_model(name, model_dirs(), download=False)  # not on disk: ModelNotFoundError, before any loading
@@ -151,8 +157,10 @@ def tag_file(path: Path, inputs: dict[str, Any], threshold: float) -> dict[str, 
         jtp_model = get_jtp_model(**inputs)
         tagger = jtp_model.ready()
         probs = tagger.predict_image_tensor(image, mask)
-    options = TagOptions(threshold=threshold)
-    result = tag_result(probs[0], tagger.labels, options)
+    try:
+        result = tag_result(probs[0], tagger.labels, options)
+    except ValueError as error:  # e.g. a calibration metric asked of a model without validation data
+        raise RequestError(400, str(error)) from None
     return {
         "text": result.text,
         "tags": tag_rows(result.scores, category_lookup(tagger, None)),

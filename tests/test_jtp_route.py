@@ -81,6 +81,11 @@ def test_bad_model_and_threshold_get_400(route, linear_checkpoint):
     assert status == 400 and "'model' must be an object" in reply["error"]
     status, reply = call(routes, {"filename": "a.png", "model": TINY, "threshold": 2})
     assert status == 400 and "'threshold'" in reply["error"]
+    status, reply = call(routes, {"filename": "a.png", "model": TINY, "calibration": "precise please"})
+    assert status == 400 and "'calibration'" in reply["error"]
+    # a metric asked of a JTP-1 model (no validation data): a clear 400 once the model is known
+    status, reply = call(routes, {"filename": "a.png", "model": TINY, "calibration": "f2.0"})
+    assert status == 400 and "validation data" in reply["error"]
 
 
 def test_unknown_image_is_404(route):
