@@ -108,7 +108,7 @@ class JTPPromptCheck:
             options = TagOptions(threshold=threshold, calibration=calibration or "auto")
             checker = PromptChecker(
                 prompt, tagger.tags, negative_prompt=negative_prompt, threshold=threshold,
-                inclusive=bool(getattr(tagger.family, "inclusive_threshold", False)),
+                inclusive=tagger.labels.inclusive_threshold,
                 negative_penalty=negative_penalty, tag_table=tag_table, aliases=parse_aliases(aliases),
                 thresholds=tag_thresholds(tagger.labels, options),
             )

@@ -74,8 +74,6 @@ class ModelFamily(ABC):
     """One family of checkpoints: recognises its files, builds and loads them, runs them."""
 
     name: str
-    # RedRocket's own code: PILOT's demo keeps p > threshold, the Hydra tools keep p >= threshold
-    inclusive_threshold: bool = False
     # top-level modules int8 leaves in float: the heads (they set the scores and heatmaps need their gradients)
     float_modules: tuple[str, ...] = ()
 
@@ -107,6 +105,3 @@ class ModelFamily(ABC):
     def auto_dtype(self, device: torch.device) -> torch.dtype:
         """The precision "auto" picks: fp32 on the CPU, fp16 on a GPU (as RedRocket's JTP-1 demo runs)."""
         return torch.float32 if device.type == "cpu" else torch.float16
-
-    def describe(self, loaded: LoadedModel) -> str:
-        return f"{self.name} ({loaded.variant}, {len(loaded.labels.tags)} tags)"

@@ -34,6 +34,11 @@ class Labels:
         if self.categories is not None and len(self.categories) != len(self.tags):
             raise ValueError(f"{len(self.categories)} categories for {len(self.tags)} tags")
 
+    @property
+    def inclusive_threshold(self) -> bool:
+        """RedRocket's JTP-3 / Hydra tools keep p >= threshold; PILOT's demo keeps p > threshold."""
+        return self.rules != "jtp1"
+
     def cached(self, key: Any, make: Callable[[], Any]) -> Any:
         """Derived data (implication graph, calibrated thresholds, lookups) computed once per model."""
         if key not in self._cache:

@@ -29,7 +29,6 @@ RULES = {"rr_hydra": "jtp3", "rr_hydra2": "hydra"}  # whose tool's selection rul
 
 class HydraFamily(ModelFamily):
     name = "hydra"
-    inclusive_threshold = True  # RedRocket's Hydra tools keep p >= threshold
     float_modules = ("attn_pool", "head", "embeds")  # the patch embedding too, as JTP-1's (a convolution) stays
 
     def recognizes(self, header: CheckpointHeader) -> bool:

@@ -43,7 +43,6 @@ class PilotPreprocessor:
 
 class PilotFamily(ModelFamily):
     name = "pilot"
-    inclusive_threshold = False  # the PILOT demo keeps scores strictly above the threshold
     float_modules = HEAD_MODULES
 
     def recognizes(self, header: CheckpointHeader) -> bool:
