@@ -14,7 +14,7 @@ from torch import nn
 from ..errors import JTPError
 from ..families import LoadedModel, ModelFamily, ModelInput, ModelSettings, load_checkpoint
 from ..families.base import Labels, Preprocessor, stack_inputs
-from ..families.pilot.preprocess import check_mask_batch, mask_slice
+from ..families.image_tensors import check_mask_batch, mask_slice
 from ..hub.files import ModelFiles, resolve_model
 from .compiled import CompiledForward
 from .devices import default_batch_size, fit_cpu_threads, pick_device, pick_dtype

@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from ...errors import ImageError
+from ..image_tensors import alpha_channel, as_image_batch, rgb_channels, to_8bit
 from .resize import PATCH_SIZE, check_max_seq, lanczos3_resize, mks2013_linear_resize, size_for_seq
 
 PIPELINES = ("pillow", "vips")
@@ -355,38 +355,15 @@ def pyvips_pixels(source: Path | bytes, max_seq: int, background: int, resize: s
 # --------------------------------------------------------------------------------------------- ComfyUI tensors
 
 
-def _image_batch(images: torch.Tensor) -> torch.Tensor:
-    if images.ndim == 3:
-        images = images.unsqueeze(0)
-    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4) or images.shape[0] == 0:
-        raise ImageError(f"expected an IMAGE tensor [B,H,W,C] with C in 1, 3, 4; got shape {list(images.shape)}")
-    return images
-
-
 def _alpha_bytes(images: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
-    """uint8 alpha [B,H,W] from MASK (1 = transparent) or the IMAGE's 4th channel; None when opaque."""
-    batch, height, width, channels = images.shape
-    if mask is None:
-        if channels != 4:
-            return None
-        alpha = images[..., 3].float()
-    else:
-        mask = mask.detach().to(images.device).float()
-        if mask.ndim == 2:
-            mask = mask.unsqueeze(0)
-        if mask.ndim != 3 or mask.shape[0] not in (1, batch):
-            raise ImageError(f"MASK of shape {list(mask.shape)} does not fit an IMAGE batch of {batch}")
-        if mask.shape[1:] == (64, 64) and (height, width) != (64, 64) and not mask.any():
-            return None  # LoadImage's placeholder for images without alpha
-        if mask.shape[1:] != (height, width):
-            mask = F.interpolate(mask.unsqueeze(1), size=(height, width), mode="bilinear", align_corners=False)[:, 0]
-        alpha = (1 - mask.clamp(0, 1)).expand(batch, height, width)
-    return (alpha.clamp(0, 1) * 255).round().to(torch.uint8)
-
-
-def _rgb_bytes(images: torch.Tensor) -> torch.Tensor:
-    rgb = images[..., :3] if images.shape[-1] >= 3 else images[..., :1].expand(*images.shape[:-1], 3)
-    return (rgb.float().clamp(0, 1) * 255).round().to(torch.uint8)
+    """uint8 alpha [B,H,W] from MASK (1 = transparent) or the IMAGE's 4th channel; None when opaque (no alpha
+    channel, or LoadImage's all-zero 64x64 placeholder), so opaque images skip the transparency steps."""
+    height, width = images.shape[1:3]
+    if mask is None and images.shape[-1] != 4:
+        return None
+    if mask is not None and mask.shape[-2:] == (64, 64) and (height, width) != (64, 64) and not mask.any():
+        return None
+    return to_8bit(alpha_channel(images, mask, images.device))
 
 
 # --------------------------------------------------------------------------------------------- the preprocessor
@@ -505,10 +482,10 @@ class NaFlexPreprocessor:
         Values are taken back to 8 bits (lossless for images ComfyUI loaded from 8-bit files), so this gives the
         same tokens as the file/PIL path. The libvips pipeline runs batched on ``device``; Pillow runs per image.
         """
-        images = _image_batch(images)
+        images = as_image_batch(images)
         device = torch.device(device) if device is not None else images.device
         alpha = _alpha_bytes(images, mask)
-        rgb = _rgb_bytes(images)
+        rgb = to_8bit(rgb_channels(images))
         height, width = rgb.shape[1:3]
         if self.pipeline == "pillow":
             batch = []

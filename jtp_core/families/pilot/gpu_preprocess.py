@@ -20,16 +20,9 @@ import numpy as np
 import torch
 from PIL import __version__ as _PILLOW_VERSION
 
+from ..image_tensors import alpha_channel, as_image_batch, check_mask_batch, mask_slice, rgb_channels, to_8bit
 from .architecture import INPUT_SIZE
-from .preprocess import (
-    alpha_channel,
-    as_image_batch,
-    check_mask_batch,
-    fit_size,
-    mask_slice,
-    rgb_channels,
-    rgba_to_model_input,
-)
+from .preprocess import fit_size, rgba_to_model_input
 
 PRECISION_BITS = 22  # Pillow: 32 bits - 8 for the result - 2 for overshoot of the negative lobes
 LANCZOS_SUPPORT = 3.0
@@ -177,6 +170,6 @@ def _preprocess_part(images: torch.Tensor, mask: torch.Tensor | None, size: int,
     _, height, width, _ = images.shape
     alpha = alpha_channel(images, mask, device)
     rgba = torch.cat([rgb_channels(images).float(), alpha.unsqueeze(-1)], dim=-1).permute(0, 3, 1, 2)
-    as_bytes = (rgba.clamp(0, 1) * 255).round().int()  # 8-bit, as the Pillow route rounds it
+    as_bytes = to_8bit(rgba).int()  # 8-bit, as the Pillow route rounds it
     fitted = resize_rgba(as_bytes, *fit_size(height, width, size))
     return rgba_batch_to_model_input(fitted, size)
