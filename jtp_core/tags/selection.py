@@ -128,8 +128,15 @@ def calibrated_thresholds(labels: Labels, metric: Metric) -> torch.Tensor:
 
 
 def tag_thresholds(labels: Labels, options: TagOptions) -> torch.Tensor:
-    """The threshold of every tag [C] float64, category overrides applied."""
+    """The threshold of every tag [C] float64, category overrides applied; computed once per model and option
+    values (every image of a run reuses it: read it, do not change it)."""
     metric = calibration_metric(options.calibration, labels)
+    key = ("thresholds", metric.spec if metric else float(options.threshold), options.category_thresholds,
+           id(options.tag_table))
+    return labels.cached(key, lambda: _tag_thresholds(labels, options, metric))
+
+
+def _tag_thresholds(labels: Labels, options: TagOptions, metric: Metric | None) -> torch.Tensor:
     if metric is None:
         thresholds = torch.full((len(labels.tags),), float(options.threshold), dtype=torch.float64)
     else:
